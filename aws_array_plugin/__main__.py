@@ -1,0 +1,3 @@
+from aws_array_plugin.cli import main
+
+raise SystemExit(main())

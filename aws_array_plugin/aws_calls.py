@@ -1,0 +1,162 @@
+"""Every AWS call of the service goes through `AwsApi.call`: paced by its call class's limiter,
+retried with full-jitter back-off on throttling, 5xx and timeouts, counted in metrics.
+
+Callers see two exceptions only: `AwsRequestError` (AWS refused the request; retrying cannot help)
+and `AwsUnavailable` (AWS kept throttling or failing; try again later).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import AsyncExitStack
+from typing import Any
+
+import aiohttp
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
+
+from aws_array_plugin.config import Config
+from aws_array_plugin.metrics import Metrics
+from aws_array_plugin.rate_limits import AdaptiveLimiter, full_jitter_backoff
+from aws_array_plugin.regions import resolve_region
+
+log = logging.getLogger(__name__)
+
+THROTTLE_CODES = frozenset({
+    "TooManyRequestsException", "ThrottlingException", "Throttling", "ThrottledException", "SlowDown",
+    "RequestLimitExceeded", "RequestThrottled", "RequestThrottledException", "LimitExceededException",
+})
+SERVER_CODES = frozenset({
+    "ServerException", "InternalError", "InternalFailure", "ServiceUnavailable", "ServiceUnavailableException",
+    "InternalServerError", "RequestTimeout", "RequestTimeoutException",
+})
+CALL_CLASSES = ("submit", "describe", "list", "terminate", "job_definitions", "s3", "logs")
+
+
+class AwsRequestError(Exception):
+    """AWS rejected the request itself (4xx other than throttling)."""
+
+    def __init__(self, operation: str, code: str, message: str, status: int) -> None:
+        super().__init__(f"{operation}: {code}: {message}")
+        self.operation = operation
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+class AwsUnavailable(Exception):
+    """AWS throttled, failed or timed out on every attempt."""
+
+    def __init__(self, operation: str, outcome: str, detail: str) -> None:
+        super().__init__(f"{operation}: {outcome}: {detail}")
+        self.operation = operation
+        self.outcome = outcome
+
+
+def classify(exc: BaseException) -> tuple[str, str, int]:
+    """(outcome, code, http status) of a failed call: throttled, server_error, timeout or client_error."""
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        code = str(err.get("Code", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        if status == 429 or code in THROTTLE_CODES:
+            return "throttled", code, status
+        if status >= 500 or code in SERVER_CODES:
+            return "server_error", code, status
+        return "client_error", code, status
+    if isinstance(exc, ConnectionError | HTTPClientError | aiohttp.ClientError | TimeoutError | OSError):
+        return "timeout", type(exc).__name__, 0
+    if isinstance(exc, BotoCoreError):
+        return "timeout", type(exc).__name__, 0
+    raise exc
+
+
+class AwsApi:
+    """One aiobotocore session and one client per service, reused for the life of the process."""
+
+    def __init__(self, config: Config, metrics: Metrics) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.region = resolve_region(config.region)
+        self._stack = AsyncExitStack()
+        self._clients: dict[str, Any] = {}
+        limits = config.rate_limits
+        self.limiters: dict[str, AdaptiveLimiter] = {
+            name: AdaptiveLimiter(
+                name, getattr(limits, name).rate, getattr(limits, name).burst,
+                on_change=lambda n, r: metrics.aws_rate.labels(n).set(r),
+            )
+            for name in CALL_CLASSES
+        }
+
+    async def start(self) -> None:
+        session = get_session()
+        # Retries are ours (paced, counted, jittered); the SDK makes exactly one attempt.
+        cfg = AioConfig(
+            region_name=self.region,
+            retries={"total_max_attempts": 1},
+            max_pool_connections=64,
+            connect_timeout=5,
+            read_timeout=30,
+        )
+        for service in ("batch", "s3", "logs"):
+            self._clients[service] = await self._stack.enter_async_context(
+                session.create_client(service, config=cfg)
+            )
+
+    async def close(self) -> None:
+        await self._stack.aclose()
+        self._clients.clear()
+
+    def client(self, service: str) -> Any:
+        return self._clients[service]
+
+    async def call(
+        self,
+        call_class: str,
+        service: str,
+        operation: str,
+        /,
+        *,
+        max_attempts: int = 6,
+        deadline: float | None = None,
+        **params: Any,
+    ) -> dict[str, Any]:
+        """Call `operation` (snake_case) with `params`. `deadline` is a time.monotonic() instant after
+        which no new attempt starts."""
+        limiter = self.limiters[call_class]
+        method = getattr(self._clients[service], operation)
+        attempt = 0
+        while True:
+            attempt += 1
+            await limiter.acquire()
+            started = time.monotonic()
+            try:
+                result: dict[str, Any] = await method(**params)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # classified below; anything unexpected is re-raised by classify
+                self.metrics.aws_latency.labels(operation).observe(time.monotonic() - started)
+                outcome, code, status = classify(exc)
+                self.metrics.aws_calls.labels(operation, outcome).inc()
+                if outcome == "client_error":
+                    limiter.on_success()
+                    msg = str(exc.response.get("Error", {}).get("Message", "")) if isinstance(
+                        exc, ClientError) else str(exc)
+                    raise AwsRequestError(operation, code, msg, status) from exc
+                if outcome in ("throttled", "server_error"):
+                    limiter.on_throttle()
+                delay = full_jitter_backoff(attempt)
+                out_of_time = deadline is not None and time.monotonic() + delay >= deadline
+                if attempt >= max_attempts or out_of_time:
+                    log.warning("AWS %s gave up after %d attempts: %s %s", operation, attempt, outcome, code)
+                    raise AwsUnavailable(operation, outcome, code or str(exc)) from exc
+                await asyncio.sleep(delay)
+                continue
+            self.metrics.aws_latency.labels(operation).observe(time.monotonic() - started)
+            self.metrics.aws_calls.labels(operation, "ok").inc()
+            limiter.on_success()
+            return result

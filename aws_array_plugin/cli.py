@@ -1,0 +1,38 @@
+"""`aws-array-plugin` command line: each subcommand lives in its own module, which provides
+`add_arguments(parser)` and `run(args) -> int`, imported only when that subcommand runs."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# subcommand -> (module, help)
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("aws_array_plugin.server", "run the gRPC plugin service"),
+    "emulator": ("aws_array_plugin.emulator.cli", "run the embedded emulated AWS (moto + process runtime)"),
+    "demo": ("aws_array_plugin.demo.runner", "zero-setup demo: emulator, service and real flytekit tasks"),
+    "config": ("aws_array_plugin.config_check", "validate a config file and print the effective settings"),
+    "propeller-config": ("aws_array_plugin.propeller_config", "print the propeller YAML for an endpoint"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aws-array-plugin", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, help_text) in _COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = importlib.import_module(args._module).run(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
