@@ -208,6 +208,9 @@ class Config(_Model):
     # Attempt timeout when the task sets none; 0 disables it. AWS needs at least 60 s.
     default_timeout: float = 72 * 3600.0
     max_array_size: int = Field(default=100_000, ge=0)
+    # Resources of tasks that request none (Kubernetes quantities, like propeller's k8s defaults).
+    default_cpu: str = "1"
+    default_memory: str = "1Gi"
     # Environment added to every job (overrides task env, not FLYTE_FAIL_ON_ERROR).
     default_env: dict[str, str] = Field(default_factory=dict)
     # Tags added to every job (task tags and Flyte's own tags win).

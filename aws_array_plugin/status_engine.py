@@ -1,0 +1,299 @@
+"""One shared, batched view of AWS Batch jobs for every GetTask of the process.
+
+- Lookups of many GetTasks are coalesced into DescribeJobs calls of up to 100 ids.
+- Every job someone asked about recently is refreshed in the background once per `refreshInterval`,
+  all of them together, so a poll cycle costs ceil(tracked jobs / 100) calls and GetTask is answered
+  from memory.
+- Arrays are tracked by their parent alone (its `statusSummary` counts the children); children are
+  described only when they fail (reason, exit code, log stream), plus a small sample of running ones for
+  log links.
+- Memory is a cache: jobs nobody asked about for `idleEviction` are dropped, and a fresh process
+  rebuilds everything from the resource meta.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aws_array_plugin.aws_calls import AwsApi, AwsRequestError, AwsUnavailable
+from aws_array_plugin.config import StatusConfig
+from aws_array_plugin.metrics import Metrics
+from aws_array_plugin.phases import TERMINAL_STATUSES, blocking_reason
+
+log = logging.getLogger(__name__)
+
+MAX_IDS_PER_CALL = 100
+_KEEP_CONTAINER = ("exitCode", "reason", "logStreamName", "logConfiguration")
+
+
+def slim(detail: dict[str, Any]) -> dict[str, Any]:
+    """Keep what phases and links need; drop command, environment and other bulk."""
+    keys = ("jobId", "jobName", "status", "statusReason", "createdAt", "startedAt", "stoppedAt", "jobQueue")
+    out: dict[str, Any] = {k: detail[k] for k in keys if k in detail}
+    container = detail.get("container") or {}
+    out["container"] = {k: container[k] for k in _KEEP_CONTAINER if k in container}
+    out["attempts"] = [
+        {"container": {k: a.get("container", {}).get(k) for k in ("exitCode", "reason", "logStreamName")
+                       if a.get("container", {}).get(k) is not None},
+         "statusReason": a.get("statusReason"), "startedAt": a.get("startedAt"), "stoppedAt": a.get("stoppedAt")}
+        for a in detail.get("attempts") or []
+    ]
+    ap = detail.get("arrayProperties")
+    if ap:
+        out["arrayProperties"] = {k: ap[k] for k in ("statusSummary", "size", "index") if k in ap}
+    return out
+
+
+@dataclass
+class TrackedJob:
+    job_id: str
+    detail: dict[str, Any] | None = None
+    fetched_at: float = 0.0
+    requested_at: float = 0.0
+    error: str | None = None
+    missing_since: float | None = None
+    blocked_reason: str | None = None
+    blocked_since: float | None = None
+    terminated: str | None = None
+    # Arrays only.
+    failed_children: dict[int, dict[str, Any]] = field(default_factory=dict)
+    failed_listed: int = 0
+    running_children: list[dict[str, Any]] = field(default_factory=list)
+    running_sampled_at: float = 0.0
+    # Array children are looked at on demand only, never refreshed in the background.
+    background: bool = True
+
+    @property
+    def status(self) -> str:
+        return str(self.detail.get("status", "")) if self.detail else ""
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+class StatusEngine:
+    def __init__(self, api: AwsApi, config: StatusConfig, metrics: Metrics,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._api = api
+        self._cfg = config
+        self._metrics = metrics
+        self._clock = clock
+        self._jobs: OrderedDict[str, TrackedJob] = OrderedDict()
+        self._waiting: dict[str, asyncio.Future[None]] = {}
+        self._queued: list[str] = []
+        self._kick = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._inflight = asyncio.Semaphore(4)
+        self._describing: set[asyncio.Task[None]] = set()
+        self.describe_calls = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._flusher(), name="describe-flusher"),
+                       asyncio.create_task(self._refresher(), name="status-refresher")]
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    # -- queries -----------------------------------------------------------------------------------
+    def seed(self, job_id: str, status: str = "SUBMITTED") -> None:
+        """A job this replica just submitted: its first GetTask needs no AWS call."""
+        job = self._track(job_id)
+        if job.detail is None:
+            job.detail = {"jobId": job_id, "status": status}
+            job.fetched_at = self._clock()
+
+    async def jobs(self, job_ids: Iterable[str], *, background: bool = True) -> list[TrackedJob]:
+        """Fresh-enough state of each job; waits for one coalesced DescribeJobs when needed. When AWS
+        fails, jobs keep their last known detail and carry `error`."""
+        now = self._clock()
+        wanted = [self._track(i) for i in job_ids]
+        for job in wanted:
+            job.requested_at = now
+            job.background = job.background and background
+        stale = [j.job_id for j in wanted if not j.terminal and now - j.fetched_at > self._cfg.max_staleness]
+        futures = [self._enqueue(i) for i in stale]
+        if futures:
+            await asyncio.gather(*futures, return_exceptions=True)
+        return wanted
+
+    def _track(self, job_id: str) -> TrackedJob:
+        job = self._jobs.get(job_id)
+        if job is None:
+            job = TrackedJob(job_id, requested_at=self._clock())
+            self._jobs[job_id] = job
+            while len(self._jobs) > self._cfg.max_tracked_jobs:
+                self._jobs.popitem(last=False)
+        else:
+            self._jobs.move_to_end(job_id)
+        return job
+
+    def _enqueue(self, job_id: str) -> asyncio.Future[None]:
+        fut = self._waiting.get(job_id)
+        if fut is None:
+            fut = asyncio.get_running_loop().create_future()
+            self._waiting[job_id] = fut
+            self._queued.append(job_id)
+            self._kick.set()
+        return fut
+
+    # -- batching ----------------------------------------------------------------------------------
+    async def _flusher(self) -> None:
+        while True:
+            await self._kick.wait()
+            if len(self._queued) < MAX_IDS_PER_CALL:
+                await asyncio.sleep(self._cfg.batch_window)
+            batch, self._queued = self._queued[:MAX_IDS_PER_CALL], self._queued[MAX_IDS_PER_CALL:]
+            if not self._queued:
+                self._kick.clear()
+            if batch:
+                await self._inflight.acquire()
+                task = asyncio.create_task(self._describe(batch))
+                self._describing.add(task)
+                task.add_done_callback(self._describing.discard)
+
+    async def _describe(self, ids: list[str]) -> None:
+        try:
+            self.describe_calls += 1
+            self._metrics.describe_batch_size.observe(len(ids))
+            try:
+                resp = await self._api.call("describe", "batch", "describe_jobs", jobs=ids)
+                error = None
+            except (AwsUnavailable, AwsRequestError) as exc:
+                resp, error = {}, str(exc)
+            now = self._clock()
+            found = {d["jobId"]: d for d in resp.get("jobs", [])}
+            for job_id in ids:
+                job = self._jobs.get(job_id)
+                if job is not None:
+                    if error is not None:
+                        job.error = error
+                    elif job_id in found:
+                        self._update(job, found[job_id], now)
+                    else:
+                        job.error = None
+                        job.missing_since = job.missing_since or now
+                        job.fetched_at = now
+                fut = self._waiting.pop(job_id, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(None)
+        finally:
+            self._inflight.release()
+
+    def _update(self, job: TrackedJob, detail: dict[str, Any], now: float) -> None:
+        job.detail = slim(detail)
+        job.fetched_at = now
+        job.error = None
+        job.missing_since = None
+        reason = blocking_reason(job.detail)
+        if reason != job.blocked_reason:
+            job.blocked_reason = reason
+            job.blocked_since = now if reason else None
+
+    # -- background refresh --------------------------------------------------------------------------
+    async def _refresher(self) -> None:
+        while True:
+            await asyncio.sleep(self._cfg.refresh_interval)
+            try:
+                self.refresh_once()
+            except Exception:  # never let the loop die
+                log.exception("status refresh failed")
+
+    def refresh_once(self) -> int:
+        """Queue every tracked, unfinished, recently requested job for one describe; evict idle ones.
+        Returns how many were queued."""
+        now = self._clock()
+        idle = [i for i, j in self._jobs.items() if now - j.requested_at > self._cfg.idle_eviction]
+        for i in idle:
+            del self._jobs[i]
+        due = [i for i, j in self._jobs.items()
+               if j.background and not j.terminal and now - j.fetched_at >= self._cfg.refresh_interval * 0.5]
+        for i in due:
+            self._enqueue(i)
+        self._publish_gauges()
+        return len(due)
+
+    def _publish_gauges(self) -> None:
+        counts: dict[str, int] = {}
+        blocked: dict[str, int] = {}
+        for j in self._jobs.values():
+            counts[j.status or "UNKNOWN"] = counts.get(j.status or "UNKNOWN", 0) + 1
+            if j.blocked_reason:
+                key = j.blocked_reason.split(" ")[0][:80]
+                blocked[key] = blocked.get(key, 0) + 1
+        self._metrics.runnable_stuck.clear()
+        for reason, n in blocked.items():
+            self._metrics.runnable_stuck.labels(reason).set(n)
+
+    # -- actions -------------------------------------------------------------------------------------
+    async def terminate(self, job_ids: Iterable[str], reason: str) -> None:
+        for job_id in job_ids:
+            job = self._jobs.get(job_id)
+            if job is not None and job.terminated:
+                continue
+            await self._api.call("terminate", "batch", "terminate_job", jobId=job_id, reason=reason[:1000])
+            if job is not None:
+                job.terminated = reason
+
+    async def failed_children(self, parent: TrackedJob, failed_count: int, limit: int) -> list[dict[str, Any]]:
+        """Failed children of an array (up to `limit`), listed only when the failed count grew, then
+        described for their log streams. Returns the known ones, by index."""
+        want = min(failed_count, limit)
+        if parent.failed_listed < want:
+            token: str | None = None
+            listed: list[dict[str, Any]] = []
+            while len(listed) < want:
+                params: dict[str, Any] = {"arrayJobId": parent.job_id, "jobStatus": "FAILED",
+                                          "maxResults": min(100, max(1, want))}
+                if token:
+                    params["nextToken"] = token
+                resp = await self._api.call("list", "batch", "list_jobs", **params)
+                listed.extend(resp.get("jobSummaryList", []))
+                token = resp.get("nextToken")
+                if not token:
+                    break
+            new_ids = [s["jobId"] for s in listed if _child_index(s) not in parent.failed_children][:want]
+            details = await self.jobs(new_ids, background=False)
+            for d in details:
+                if d.detail is not None:
+                    parent.failed_children[_child_index(d.detail)] = d.detail
+            parent.failed_listed = max(parent.failed_listed, len(parent.failed_children), min(want, len(listed)))
+        return [parent.failed_children[i] for i in sorted(parent.failed_children)]
+
+    async def running_children(self, parent: TrackedJob, k: int, resample_after: float = 300.0) -> list[dict[str, Any]]:
+        """A small sample of running children for log links, re-sampled at most every `resample_after`."""
+        now = self._clock()
+        if k <= 0:
+            return []
+        if parent.running_children and now - parent.running_sampled_at < resample_after:
+            return parent.running_children
+        resp = await self._api.call("list", "batch", "list_jobs", arrayJobId=parent.job_id, jobStatus="RUNNING",
+                                    maxResults=k)
+        ids = [s["jobId"] for s in resp.get("jobSummaryList", [])][:k]
+        details = await self.jobs(ids, background=False)
+        parent.running_children = [d.detail for d in details if d.detail is not None]
+        parent.running_sampled_at = now
+        return parent.running_children
+
+
+def _child_index(detail: dict[str, Any]) -> int:
+    index = (detail.get("arrayProperties") or {}).get("index")
+    if index is not None:
+        return int(index)
+    job_id = str(detail.get("jobId", ""))
+    return int(job_id.rsplit(":", 1)[1]) if ":" in job_id else -1

@@ -1,0 +1,351 @@
+"""Exactly-once, paced submission of AWS jobs, durable across replicas and restarts.
+
+CreateTask claims the attempt by creating `<output_prefix>/_aws_array_plugin/submission.json` with an
+S3 conditional write (If-None-Match: *): only one call, on any replica, ever owns a fresh attempt, so a
+repeated CreateTask costs two S3 calls and no AWS Batch call. The owner submits behind the SubmitJob
+limiter and records the job ids. If the owner dies first, its claim expires (`claimedUntil`) and the
+next GetTask on any replica takes the record over (If-Match on its ETag, so one replica wins) and,
+before submitting, looks the deterministic job names up with ListJobs in case the dead owner had
+already submitted. An owner never submits within `_MARGIN` seconds of its claim's expiry, so such a
+job is always old enough for ListJobs to see it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from aws_array_plugin.aws_calls import AwsApi, AwsRequestError, AwsUnavailable
+from aws_array_plugin.config import Config
+from aws_array_plugin.metrics import Metrics
+from aws_array_plugin.storage import S3Store, WriteConflict
+
+log = logging.getLogger(__name__)
+
+RECORD_NAME = "_aws_array_plugin/submission.json"
+_MARGIN = 10.0  # seconds before claim expiry after which an owner renews instead of submitting
+_RECORD_VERSION = 1
+
+PENDING, SUBMITTED, FAILED, CANCELLED = "pending", "submitted", "failed", "cancelled"
+
+
+def record_uri(output_prefix: str) -> str:
+    return f"{output_prefix.rstrip('/')}/{RECORD_NAME}"
+
+
+@dataclass
+class Waiting:
+    """Not submitted yet."""
+
+    position: int | None
+    detail: str
+
+
+@dataclass
+class Submitted:
+    job_ids: list[str]
+
+
+@dataclass
+class Refused:
+    """AWS rejected the submission (or the task was cancelled before it was submitted)."""
+
+    message: str
+
+
+Resolution = Waiting | Submitted | Refused
+
+
+@dataclass
+class _Pending:
+    uri: str
+    record: dict[str, Any]
+    etag: str
+    recover: bool
+    done: asyncio.Future[Resolution] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+def _now() -> float:
+    return time.time()
+
+
+class Submissions:
+    def __init__(self, api: AwsApi, store: S3Store, config: Config, metrics: Metrics) -> None:
+        self._api = api
+        self._store = store
+        self._config = config.submission
+        self._metrics = metrics
+        self.replica = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._queue: deque[_Pending] = deque()
+        self._by_uri: dict[str, _Pending] = {}
+        self._known: OrderedDict[str, Resolution] = OrderedDict()
+        self._wakeup = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._rate = config.rate_limits.submit.rate
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._worker(), name="submit-worker"),
+                       asyncio.create_task(self._renewer(), name="claim-renewer")]
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        # Hand queued claims over at once instead of letting them expire.
+        for p in list(self._queue):
+            p.record["claimedUntil"] = 0
+            with contextlib.suppress(Exception):
+                await self._store.write(p.uri, _dump(p.record), if_match=p.etag)
+
+    @property
+    def backlog(self) -> int:
+        return len(self._queue)
+
+    # -- CreateTask ----------------------------------------------------------------------------------
+    async def submit(self, output_prefix: str, job_names: list[str], requests: list[dict[str, Any]]) -> Resolution:
+        uri = record_uri(output_prefix)
+        now = _now()
+        record = {
+            "version": _RECORD_VERSION, "state": PENDING, "jobNames": job_names, "requests": requests,
+            "jobIds": [None] * len(requests), "claimedBy": self.replica,
+            "claimedUntil": now + self._expected_wait(len(self._queue) + 1) + self._config.claim_timeout,
+            "createdAt": now,
+        }
+        try:
+            etag = await self._store.write(uri, _dump(record), create_only=True, content_type="application/json")
+        except WriteConflict:
+            self._metrics.submissions.labels("", "deduplicated").inc()
+            return await self.resolve(output_prefix)
+        pending = _Pending(uri, record, etag, recover=False)
+        self._enqueue(pending)
+        try:
+            return await asyncio.wait_for(asyncio.shield(pending.done), self._config.create_wait)
+        except TimeoutError:
+            self._metrics.submissions.labels("", "queued").inc()
+            return Waiting(self._position(pending), "waiting for a SubmitJob slot")
+
+    # -- GetTask -------------------------------------------------------------------------------------
+    async def resolve(self, output_prefix: str) -> Resolution:
+        """Where the submission of this attempt stands; takes over an abandoned one."""
+        uri = record_uri(output_prefix)
+        known = self._known.get(uri)
+        if known is not None:
+            return known
+        mine = self._by_uri.get(uri)
+        if mine is not None:
+            return Waiting(self._position(mine), "waiting for a SubmitJob slot")
+        obj = await self._store.read(uri)
+        if obj is None:
+            return Refused("the submission record of this task is missing; resubmitting the attempt")
+        record = json.loads(obj.data)
+        outcome = _outcome(record)
+        if outcome is not None:
+            self._remember(uri, outcome)
+            return outcome
+        if float(record.get("claimedUntil", 0)) > _now():
+            return Waiting(None, f"waiting for a SubmitJob slot on replica {record.get('claimedBy', '?')}")
+        # The owner is gone: take the claim over (one replica wins the conditional write).
+        record["claimedBy"] = self.replica
+        record["claimedUntil"] = _now() + self._expected_wait(len(self._queue) + 1) + self._config.claim_timeout
+        try:
+            etag = await self._store.write(uri, _dump(record), if_match=obj.etag, content_type="application/json")
+        except WriteConflict:
+            return Waiting(None, "waiting for a SubmitJob slot on another replica")
+        log.info("took over abandoned submission %s", uri)
+        pending = _Pending(uri, record, etag, recover=True)
+        self._enqueue(pending)
+        return Waiting(self._position(pending), "waiting for a SubmitJob slot (taken over)")
+
+    # -- DeleteTask ----------------------------------------------------------------------------------
+    async def cancel(self, output_prefix: str, reason: str) -> list[str]:
+        """Make sure a not-yet-submitted attempt never is; returns job ids already submitted."""
+        uri = record_uri(output_prefix)
+        mine = self._by_uri.get(uri)
+        for _ in range(5):
+            obj = await self._store.read(uri)
+            if obj is None:
+                return []
+            record = json.loads(obj.data)
+            ids = [i for i in record.get("jobIds", []) if i]
+            if record.get("state") != PENDING:
+                return ids
+            record["state"] = CANCELLED
+            record["message"] = reason
+            try:
+                await self._store.write(uri, _dump(record), if_match=obj.etag, content_type="application/json")
+            except WriteConflict:
+                continue
+            if mine is not None and mine in self._queue:
+                self._queue.remove(mine)
+                self._by_uri.pop(uri, None)
+                self._finish(mine, Refused(reason))
+            self._remember(uri, Refused(reason))
+            return ids
+        raise AwsUnavailable("put_object", "conflict", "submission record kept changing")
+
+    # -- internals -----------------------------------------------------------------------------------
+    def _expected_wait(self, position: int) -> float:
+        return position / max(self._rate, 0.1)
+
+    def _position(self, pending: _Pending) -> int | None:
+        try:
+            return self._queue.index(pending) + 1
+        except ValueError:
+            return None
+
+    def _enqueue(self, pending: _Pending) -> None:
+        self._queue.append(pending)
+        self._by_uri[pending.uri] = pending
+        self._metrics.submission_backlog.set(len(self._queue))
+        self._wakeup.set()
+
+    def _remember(self, uri: str, outcome: Resolution) -> None:
+        self._known[uri] = outcome
+        self._known.move_to_end(uri)
+        while len(self._known) > 100_000:
+            self._known.popitem(last=False)
+
+    def _finish(self, pending: _Pending, outcome: Resolution) -> None:
+        if not isinstance(outcome, Waiting):
+            self._remember(pending.uri, outcome)
+        if not pending.done.done():
+            pending.done.set_result(outcome)
+
+    async def _worker(self) -> None:
+        while True:
+            if not self._queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            pending = self._queue[0]
+            try:
+                outcome = await self._submit(pending)
+            except AwsUnavailable as exc:
+                log.warning("submission of %s postponed: %s", pending.uri, exc)
+                await asyncio.sleep(1.0)
+                continue  # stays at the head of the queue
+            except Exception:
+                log.exception("submission of %s failed unexpectedly; will retry", pending.uri)
+                await asyncio.sleep(1.0)
+                continue
+            if self._queue and self._queue[0] is pending:
+                self._queue.popleft()
+            self._by_uri.pop(pending.uri, None)
+            self._metrics.submission_backlog.set(len(self._queue))
+            self._finish(pending, outcome)
+
+    async def _renew(self, pending: _Pending) -> bool:
+        """Extend our claim; False if another replica took it (or DeleteTask cancelled it)."""
+        record = dict(pending.record)
+        record["claimedUntil"] = _now() + self._expected_wait(self._position(pending) or 1) + self._config.claim_timeout
+        try:
+            pending.etag = await self._store.write(pending.uri, _dump(record), if_match=pending.etag,
+                                                   content_type="application/json")
+        except WriteConflict:
+            return False
+        pending.record = record
+        return True
+
+    async def _renewer(self) -> None:
+        while True:
+            await asyncio.sleep(max(1.0, self._config.claim_timeout / 6))
+            for pending in list(self._queue):
+                expiring = float(pending.record["claimedUntil"]) - _now() < self._config.claim_timeout / 2
+                if expiring and not await self._renew(pending):
+                    self._drop_lost(pending)
+
+    def _drop_lost(self, pending: _Pending) -> None:
+        if pending in self._queue:
+            self._queue.remove(pending)
+        self._by_uri.pop(pending.uri, None)
+        self._finish(pending, Waiting(None, "submission handled by another replica"))
+
+    async def _submit(self, pending: _Pending) -> Resolution:
+        if float(pending.record["claimedUntil"]) - _now() < _MARGIN and not await self._renew(pending):
+            obj = await self._store.read(pending.uri)
+            outcome = _outcome(json.loads(obj.data)) if obj else None
+            return outcome or Waiting(None, "submission handled by another replica")
+        record = pending.record
+        job_ids: list[str | None] = list(record["jobIds"])
+        if pending.recover:
+            found = await self._find_existing(record["requests"])
+            job_ids = [job_ids[i] or found.get(r["jobName"]) for i, r in enumerate(record["requests"])]
+        for i, request in enumerate(record["requests"]):
+            if job_ids[i]:
+                continue
+            try:
+                resp = await self._api.call("submit", "batch", "submit_job", **request)
+            except AwsRequestError as exc:
+                message = f"AWS Batch rejected the job: {exc.code}: {exc.message}"
+                self._metrics.submissions.labels("", "failed").inc()
+                await self._record_final(pending, {**record, "jobIds": job_ids, "state": FAILED, "message": message})
+                return Refused(message)
+            job_ids[i] = str(resp["jobId"])
+        ids = [str(i) for i in job_ids]
+        self._metrics.submissions.labels("", "submitted").inc()
+        return await self._record_final(pending, {**record, "jobIds": ids, "state": SUBMITTED}) or Submitted(ids)
+
+    async def _record_final(self, pending: _Pending, record: dict[str, Any]) -> Resolution | None:
+        """Persist the outcome. If DeleteTask cancelled meanwhile, terminate what was just submitted."""
+        for _ in range(5):
+            try:
+                pending.etag = await self._store.write(pending.uri, _dump(record), if_match=pending.etag,
+                                                       content_type="application/json")
+                pending.record = record
+                return None
+            except WriteConflict:
+                obj = await self._store.read(pending.uri)
+                if obj is None:
+                    return None
+                current = json.loads(obj.data)
+                if current.get("state") == CANCELLED:
+                    for job_id in record.get("jobIds", []):
+                        if job_id:
+                            await self._api.call("terminate", "batch", "terminate_job", jobId=job_id,
+                                                 reason=str(current.get("message", "Aborted by Flyte")))
+                    current["jobIds"] = record.get("jobIds", [])
+                    with contextlib.suppress(WriteConflict):
+                        await self._store.write(pending.uri, _dump(current), if_match=obj.etag,
+                                                content_type="application/json")
+                    return Refused(str(current.get("message", "cancelled")))
+                pending.etag = obj.etag
+        raise AwsUnavailable("put_object", "conflict", "submission record kept changing")
+
+    async def _find_existing(self, requests: list[dict[str, Any]]) -> dict[str, str]:
+        """Jobs a previous owner may have submitted, by their deterministic names."""
+        found: dict[str, str] = {}
+        for request in requests:
+            name = request["jobName"]
+            resp = await self._api.call(
+                "list", "batch", "list_jobs", jobQueue=request["jobQueue"],
+                filters=[{"name": "JOB_NAME", "values": [name]}],
+            )
+            for summary in resp.get("jobSummaryList", []):
+                if summary.get("jobName") == name:
+                    found.setdefault(name, str(summary["jobId"]))
+        return found
+
+
+def _outcome(record: dict[str, Any]) -> Resolution | None:
+    state = record.get("state")
+    if state == SUBMITTED:
+        return Submitted([str(i) for i in record.get("jobIds", [])])
+    if state in (FAILED, CANCELLED):
+        return Refused(str(record.get("message", state)))
+    return None
+
+
+def _dump(record: dict[str, Any]) -> bytes:
+    return json.dumps(record, sort_keys=True).encode()

@@ -1,0 +1,116 @@
+"""Shared fixtures: an emulated AWS in server mode on loopback, and the real plugin server started
+in-process on a free port, called over a real gRPC channel with flyteidl's own stubs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import grpc
+import pytest
+from flyteidl.service import agent_pb2_grpc
+
+from aws_array_plugin.config import load_config
+from aws_array_plugin.server import RunningServer, serve
+
+REGION = "us-east-1"
+BUCKET = "flyte-data"
+QUEUE = "default"
+ROLE = "arn:aws:iam::123456789012:role/flyte-task"
+
+
+@dataclass
+class Aws:
+    endpoint: str
+
+    def client(self, service: str) -> Any:
+        return boto3.client(service, endpoint_url=self.endpoint, region_name=REGION,
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+@pytest.fixture(scope="session")
+def aws() -> Iterator[Aws]:
+    """moto in server mode (batch_simple: jobs succeed at once), provisioned like a small account."""
+    import logging
+
+    import requests
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    requests.post(f"{endpoint}/moto-api/config", json={"batch": {"use_docker": False}}, timeout=10)
+    env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_DEFAULT_REGION": REGION}
+    saved = {k: os.environ.get(k) for k in [*env, "AWS_PROFILE", "AWS_REGION"]}
+    os.environ.update(env)
+    os.environ.pop("AWS_PROFILE", None)
+    os.environ.pop("AWS_REGION", None)
+    a = Aws(endpoint)
+    iam, batch = a.client("iam"), a.client("batch")
+    role = iam.create_role(RoleName="batch-service", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    batch.create_compute_environment(computeEnvironmentName="flyte-ce", type="UNMANAGED", serviceRole=role)
+    batch.create_job_queue(jobQueueName=QUEUE, state="ENABLED", priority=1,
+                           computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "flyte-ce"}])
+    a.client("s3").create_bucket(Bucket=BUCKET)
+    yield a
+    server.stop()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@dataclass
+class Plugin:
+    running: RunningServer
+    channel: grpc.aio.Channel
+    agents: agent_pb2_grpc.AsyncAgentServiceStub
+    metadata: agent_pb2_grpc.AgentMetadataServiceStub
+    calls: list[tuple[str, dict[str, Any]]]
+
+    def sent(self, operation: str) -> list[dict[str, Any]]:
+        """Parameters of every `operation` (e.g. SubmitJob) the plugin sent to AWS, in order."""
+        return [params for op, params in self.calls if op == operation]
+
+
+StartPlugin = Callable[..., contextlib.AbstractAsyncContextManager[Plugin]]
+
+BASE_CONFIG: dict[str, Any] = {"defaultQueue": QUEUE, "status": {"refreshInterval": "1s", "maxStaleness": "0.5s",
+                                                                  "batchWindow": "0.01s"}}
+
+
+@pytest.fixture
+def start_plugin(aws: Aws) -> StartPlugin:
+    @contextlib.asynccontextmanager
+    async def start(config: dict[str, Any] | None = None) -> AsyncIterator[Plugin]:
+        merged = {**BASE_CONFIG, **(config or {})}
+        cfg = load_config(merged)
+        started: asyncio.Future[RunningServer] = asyncio.get_running_loop().create_future()
+        stop = asyncio.Event()
+        task = asyncio.create_task(serve(cfg, host="127.0.0.1", port=0, metrics_port=0, stop=stop, started=started))
+        running = await asyncio.wait_for(started, 30)
+        calls: list[tuple[str, dict[str, Any]]] = []
+
+        def record(params: dict[str, Any], model: Any, **_: Any) -> None:
+            calls.append((model.name, dict(params)))
+
+        running.deps.api.client("batch").meta.events.register("provide-client-params.batch.*", record)
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
+        try:
+            yield Plugin(running, channel, agent_pb2_grpc.AsyncAgentServiceStub(channel),
+                         agent_pb2_grpc.AgentMetadataServiceStub(channel), calls)
+        finally:
+            await channel.close()
+            stop.set()
+            await asyncio.wait_for(task, 30)
+
+    return start
