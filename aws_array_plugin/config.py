@@ -126,10 +126,10 @@ class RateLimits(_Model):
 
 
 class StatusConfig(_Model):
-    # Tracked jobs are refreshed in the background at this period.
-    refresh_interval: float = 10.0
+    # Tracked jobs are refreshed in the background at this period (propeller's own resync is 30 s).
+    refresh_interval: float = 30.0
     # A status younger than this is served from memory without an AWS call.
-    max_staleness: float = 5.0
+    max_staleness: float = 35.0
     # Jobs nobody asked about for this long are forgotten.
     idle_eviction: float = 600.0
     max_tracked_jobs: int = Field(default=200_000, ge=1)
