@@ -95,11 +95,10 @@ def failure(detail: Mapping[str, Any], error: ErrorDocument | None) -> Verdict:
     c_reason = str(_container(detail).get("reason") or "")
     if reason.startswith("Aborted by Flyte") or reason.startswith("aws-array-plugin:"):
         return Verdict(FAILED, reason)
-    for text in (reason, c_reason):
-        if _IMAGE_GONE.search(text):
-            return Verdict(FAILED, f"the image cannot be pulled: {how}")
-        if _INFRA.match(text):
-            return Verdict(RETRYABLE_FAILED, f"infrastructure failure, retryable: {how}")
+    if any(_IMAGE_GONE.search(text) for text in (reason, c_reason)):
+        return Verdict(FAILED, f"the image cannot be pulled: {how}")
+    if any(_INFRA.match(text) for text in (reason, c_reason)):
+        return Verdict(RETRYABLE_FAILED, f"infrastructure failure, retryable: {how}")
     code = _container(detail).get("exitCode")
     if code is not None and code != 0:
         return Verdict(FAILED, f"the task's container failed: {how}")

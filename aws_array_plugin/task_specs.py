@@ -203,19 +203,18 @@ def _resources(container: tasks_pb2.Container, platform: str, config: Config) ->
     except quantities.QuantityError as exc:
         raise Rejection(gpu_at, str(exc)) from None
     try:
-        if platform == "FARGATE":
-            vcpu, mib = quantities.fargate_resources(cpu, mem)
-            if n_gpus:
-                raise Rejection(gpu_at, "Fargate jobs cannot request GPUs")
-            return Resources(vcpu, mib, 0)
-        vcpu = quantities.vcpus(cpu, fargate=False)
-    except quantities.QuantityError as exc:
-        raise Rejection(cpu_at, str(exc)) from None
-    try:
         mib = quantities.memory_mib(mem)
     except quantities.QuantityError as exc:
         raise Rejection(mem_at, str(exc)) from None
-    return Resources(vcpu, mib, n_gpus)
+    try:
+        if platform != "FARGATE":
+            return Resources(quantities.vcpus(cpu, fargate=False), mib, n_gpus)
+        vcpu, mib = quantities.fargate_resources(cpu, mem)
+    except quantities.QuantityError as exc:
+        raise Rejection(cpu_at, str(exc)) from None
+    if n_gpus:
+        raise Rejection(gpu_at, "Fargate jobs cannot request GPUs")
+    return Resources(vcpu, mib, 0)
 
 
 def _literal_length(lit: literals_pb2.Literal) -> int | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from flyteidl.admin import agent_pb2
-from flyteidl.core import execution_pb2
+from flyteidl.core import execution_pb2, tasks_pb2
 
 from aws_array_plugin.resource_meta import ARRAY, SINGLE, decode
 from tests.conftest import QUEUE, ROLE, StartPlugin
@@ -154,7 +154,7 @@ def _bad_requests() -> list[tuple[str, agent_pb2.CreateTaskRequest, dict, str]]:
     r.template.custom.update({"schedulingPriority": "high"})
     cases.append(("malformed custom", r, {}, "template.custom.schedulingPriority"))
     r = create_request(t, execution="bad-qty")
-    r.template.container.resources.limits.add(name=2, value="lots")  # MEMORY
+    r.template.container.resources.limits.add(name=tasks_pb2.Resources.MEMORY, value="lots")
     cases.append(("bad quantity", r, {}, "template.container.resources.limits[0]"))
     m = task_template("square_legacy_map")
     r = create_request(m, execution="bad-lengths",
