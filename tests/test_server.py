@@ -1,0 +1,93 @@
+"""Server process behaviour: metrics, SIGTERM, config errors, gRPC message size."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import grpc
+from flyteidl.admin import agent_pb2
+from flyteidl.service import agent_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.conftest import Aws, StartPlugin
+from tests.templates import create_request, literal_map, task_template
+
+
+async def test_metrics_count_rpcs_by_method_and_task_type(start_plugin: StartPlugin) -> None:
+    async with start_plugin() as plugin:
+        req = create_request(task_template("awsbatch_minimal_task"), execution="metrics")
+        resp = await plugin.agents.CreateTask(req, timeout=10)
+        await plugin.agents.GetTask(agent_pb2.GetTaskRequest(
+            resource_meta=resp.resource_meta, task_category=agent_pb2.TaskCategory(name="aws-batch")), timeout=10)
+        url = f"http://127.0.0.1:{plugin.running.metrics_port}/metrics"
+        text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read().decode())
+    assert 'aws_array_plugin_rpc_requests_total{method="CreateTask",outcome="ok",task_type="aws-batch"} 1.0' in text
+    assert 'aws_array_plugin_rpc_requests_total{method="GetTask",outcome="ok",task_type="aws-batch"} 1.0' in text
+    assert re.search(r'aws_array_plugin_rpc_latency_seconds_count\{method="CreateTask",task_type="aws-batch"\} 1\.0', text)
+    assert re.search(r'aws_array_plugin_aws_calls_total\{operation="submit_job",outcome="ok"\} 1\.0', text)
+    assert 'aws_array_plugin_submissions_total{outcome="submitted",task_type=""}' in text
+
+
+async def test_large_requests_are_accepted(start_plugin: StartPlugin) -> None:
+    """Above gRPC's default 4 MiB receive limit (a map task over ~600k integers)."""
+    async with start_plugin({"maxArraySize": 10}) as plugin:
+        inputs = literal_map({"x": list(range(600_000))}, {"x": list[int]})
+        req = create_request(task_template("square_legacy_map"), execution="big", inputs=inputs)
+        assert req.ByteSize() > 4 << 20
+        resp = await plugin.agents.CreateTask(req, timeout=30)
+        # Accepted and validated: here it is over the configured cap, a clean rejection.
+        from aws_array_plugin.resource_meta import decode
+
+        assert "maxArraySize 10" in decode(resp.resource_meta).rejection
+
+
+def _serve(aws: Aws, *extra: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "AWS_ENDPOINT_URL": aws.endpoint, "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    return subprocess.Popen([sys.executable, "-m", "aws_array_plugin", "serve", "--host", "127.0.0.1", "--port", "0",
+                             "--metrics-port", "0", *extra], env=env, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_port(proc: subprocess.Popen[str]) -> int:
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        m = re.search(r"serving gRPC on 127\.0\.0\.1:(\d+)", line)
+        if m:
+            return int(m.group(1))
+    raise AssertionError(f"server exited with {proc.wait()}")
+
+
+async def test_sigterm_stops_cleanly_with_exit_0(aws: Aws, tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("defaultQueue: default\nserver:\n  gracePeriod: 5s\n")
+    proc = _serve(aws, "--config", str(cfg))
+    try:
+        port = await asyncio.to_thread(_wait_port, proc)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+            status = await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5)
+            assert status.status == health_pb2.HealthCheckResponse.SERVING
+            agents = await agent_pb2_grpc.AgentMetadataServiceStub(ch).ListAgents(agent_pb2.ListAgentsRequest(),
+                                                                                  timeout=5)
+            assert len(agents.agents) == 1
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_bad_config_is_a_clear_error(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("defaultQeue: default\nrateLimits:\n  submit: {rate: fast, burst: 1}\n")
+    out = subprocess.run([sys.executable, "-m", "aws_array_plugin", "serve", "--config", str(cfg)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "defaultQeue: unknown key" in out.stderr
+    assert "rateLimits.submit.rate" in out.stderr
