@@ -135,6 +135,8 @@ class StatusConfig(_Model):
     max_tracked_jobs: int = Field(default=200_000, ge=1)
     # How long to gather concurrent GetTask lookups into one DescribeJobs call.
     batch_window: float = 0.02
+    # How long GetTask waits for a fresh status before answering with the last known one.
+    answer_timeout: float = 2.0
     # A RUNNABLE job whose reason is MISCONFIGURATION:* for longer than this fails the task.
     misconfiguration_dwell: float = 600.0
     # Running array children shown with log links.
@@ -143,7 +145,7 @@ class StatusConfig(_Model):
     failed_child_details: int = Field(default=100, ge=0, le=10_000)
 
     @field_validator("refresh_interval", "max_staleness", "idle_eviction", "batch_window",
-                     "misconfiguration_dwell", mode="before")
+                     "misconfiguration_dwell", "answer_timeout", mode="before")
     @classmethod
     def _duration(cls, v: Any) -> float:
         return parse_duration(v)

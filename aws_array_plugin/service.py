@@ -189,6 +189,9 @@ class AgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: ignore[mi
             return ids
         jobs = await self.d.engine.jobs(ids)
         stale = next((j.error for j in jobs if j.error), None)
+        slow = [j for j in jobs if j.refreshing and j.detail is not None]
+        if stale is None and slow:
+            stale = f"no answer from AWS Batch yet, last status {int(self.d.engine.age(slow[0]))}s old"
         if any(j.detail is None for j in jobs):
             if stale:
                 self.d.metrics.stale_answers.inc()
@@ -246,12 +249,12 @@ class AgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: ignore[mi
         return _resource(verdict.phase, verdict.message, links=links)
 
     async def _succeed(self, meta: ResourceMeta, out: literals_pb2.LiteralMap, message: str,
-                       links: list[execution_pb2.TaskLog]) -> agent_pb2.Resource:
+                       links: list[execution_pb2.TaskLog], custom: dict[str, Any] | None = None) -> agent_pb2.Resource:
         if out.ByteSize() <= self.d.config.outputs.inline_max_bytes:
-            return _resource(Phase.SUCCEEDED, message, links=links, out=out)
+            return _resource(Phase.SUCCEEDED, message, links=links, out=out, custom=custom)
         # Too big to answer inline under the 4 MiB gRPC limit: propeller reads <prefix>/outputs.pb itself.
         await self.d.store.write(f"{meta.output_prefix}/outputs.pb", out.SerializeToString(deterministic=True))
-        return _resource(Phase.SUCCEEDED, message, links=links)
+        return _resource(Phase.SUCCEEDED, message, links=links, custom=custom)
 
     async def _array(self, meta: ResourceMeta, jobs: list[TrackedJob]) -> agent_pb2.Resource:
         chunks = array_chunks(meta.size)
@@ -270,7 +273,7 @@ class AgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: ignore[mi
         if verdict.phase == Phase.SUCCEEDED:
             out = await outputs.assemble_array_outputs(self.d.store, meta.output_prefix, meta.size,
                                                        list(meta.output_names), self.d.config.outputs.read_concurrency)
-            return await self._succeed(meta, out, verdict.message, links)
+            return await self._succeed(meta, out, verdict.message, links, custom)
         if counts.running == 0 and counts.starting == 0 and counts.terminal == 0:
             for job in jobs:
                 blocked = await self._blocked_too_long(job)

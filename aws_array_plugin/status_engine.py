@@ -69,6 +69,8 @@ class TrackedJob:
     running_sampled_at: float = 0.0
     # Array children are looked at on demand only, never refreshed in the background.
     background: bool = True
+    # A describe of this job is queued or in flight.
+    refreshing: bool = False
 
     @property
     def status(self) -> str:
@@ -129,8 +131,13 @@ class StatusEngine:
         stale = [j.job_id for j in wanted if not j.terminal and now - j.fetched_at > self._cfg.max_staleness]
         futures = [self._enqueue(i) for i in stale]
         if futures:
-            await asyncio.gather(*futures, return_exceptions=True)
+            # Answer within the RPC's budget: a slow or throttled AWS leaves the describe running in the
+            # background and the caller gets the last known state (`refreshing` still set).
+            await asyncio.wait(futures, timeout=self._cfg.answer_timeout)
         return wanted
+
+    def age(self, job: TrackedJob) -> float:
+        return self._clock() - job.fetched_at
 
     def _track(self, job_id: str) -> TrackedJob:
         job = self._jobs.get(job_id)
@@ -150,6 +157,9 @@ class StatusEngine:
             self._waiting[job_id] = fut
             self._queued.append(job_id)
             self._kick.set()
+            job = self._jobs.get(job_id)
+            if job is not None:
+                job.refreshing = True
         return fut
 
     # -- batching ----------------------------------------------------------------------------------
@@ -181,6 +191,7 @@ class StatusEngine:
             for job_id in ids:
                 job = self._jobs.get(job_id)
                 if job is not None:
+                    job.refreshing = False
                     if error is not None:
                         job.error = error
                     elif job_id in found:
