@@ -126,7 +126,8 @@ class AgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: ignore[mi
         del deadline
         requests = submit_requests(spec, arn)
         try:
-            outcome = await self.d.submissions.submit(spec.output_prefix, [r["jobName"] for r in requests], requests)
+            outcome = await self.d.submissions.submit(spec.output_prefix, [r["jobName"] for r in requests], requests,
+                                                      spec.task_type)
         except AwsRequestError as exc:
             meta.rejection = f"cannot record the submission under the output prefix: {exc.code}: {exc.message}"
             return meta

@@ -30,6 +30,8 @@ from aws_array_plugin.phases import TERMINAL_STATUSES, blocking_reason
 log = logging.getLogger(__name__)
 
 MAX_IDS_PER_CALL = 100
+_PHASE_NAMES = {"SUBMITTED": "queued", "PENDING": "queued", "RUNNABLE": "queued", "STARTING": "initializing",
+                "RUNNING": "running", "SUCCEEDED": "succeeded", "FAILED": "failed"}
 _KEEP_CONTAINER = ("exitCode", "reason", "logStreamName", "logConfiguration")
 
 
@@ -95,6 +97,7 @@ class StatusEngine:
         self._tasks: list[asyncio.Task[None]] = []
         self._inflight = asyncio.Semaphore(4)
         self._describing: set[asyncio.Task[None]] = set()
+        self._served_age = 0.0
         self.describe_calls = 0
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -134,6 +137,10 @@ class StatusEngine:
             # Answer within the RPC's budget: a slow or throttled AWS leaves the describe running in the
             # background and the caller gets the last known state (`refreshing` still set).
             await asyncio.wait(futures, timeout=self._cfg.answer_timeout)
+        now = self._clock()
+        for job in wanted:
+            if job.detail is not None and not job.terminal:
+                self._served_age = max(self._served_age, now - job.fetched_at)
         return wanted
 
     def age(self, job: TrackedJob) -> float:
@@ -240,16 +247,33 @@ class StatusEngine:
         return len(due)
 
     def _publish_gauges(self) -> None:
-        counts: dict[str, int] = {}
+        jobs: dict[tuple[str, str], int] = {}
+        children: dict[tuple[str, str], int] = {}
         blocked: dict[str, int] = {}
         for j in self._jobs.values():
-            counts[j.status or "UNKNOWN"] = counts.get(j.status or "UNKNOWN", 0) + 1
+            if not j.background or j.detail is None:
+                continue  # array children are counted through their parent's summary
+            queue = str(j.detail.get("jobQueue", "")).rsplit("/", 1)[-1]
+            summary = (j.detail.get("arrayProperties") or {}).get("statusSummary") or {}
+            phase = _PHASE_NAMES.get(j.status, "unknown")
+            if summary and phase == "queued" and any(summary.get(s) for s in ("STARTING", "RUNNING", "SUCCEEDED")):
+                phase = "running"  # an array parent is never RUNNING itself
+            jobs[(phase, queue)] = jobs.get((phase, queue), 0) + 1
+            for status, n in summary.items():
+                children[(status, queue)] = children.get((status, queue), 0) + int(n)
             if j.blocked_reason:
                 key = j.blocked_reason.split(" ")[0][:80]
                 blocked[key] = blocked.get(key, 0) + 1
-        self._metrics.runnable_stuck.clear()
+        m = self._metrics
+        for gauge, values in ((m.tracked_jobs, jobs), (m.array_children, children)):
+            gauge.clear()
+            for labels, n in values.items():
+                gauge.labels(*labels).set(n)
+        m.runnable_stuck.clear()
         for reason, n in blocked.items():
-            self._metrics.runnable_stuck.labels(reason).set(n)
+            m.runnable_stuck.labels(reason).set(n)
+        m.status_age.set(self._served_age)
+        self._served_age = 0.0
 
     # -- actions -------------------------------------------------------------------------------------
     async def terminate(self, job_ids: Iterable[str], reason: str) -> None:

@@ -71,6 +71,7 @@ class _Pending:
     record: dict[str, Any]
     etag: str
     recover: bool
+    task_type: str = ""
     done: asyncio.Future[Resolution] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -114,11 +115,13 @@ class Submissions:
         return len(self._queue)
 
     # -- CreateTask ----------------------------------------------------------------------------------
-    async def submit(self, output_prefix: str, job_names: list[str], requests: list[dict[str, Any]]) -> Resolution:
+    async def submit(self, output_prefix: str, job_names: list[str], requests: list[dict[str, Any]],
+                     task_type: str) -> Resolution:
         uri = record_uri(output_prefix)
         now = _now()
         record = {
-            "version": _RECORD_VERSION, "state": PENDING, "jobNames": job_names, "requests": requests,
+            "version": _RECORD_VERSION, "state": PENDING, "taskType": task_type, "jobNames": job_names,
+            "requests": requests,
             "jobIds": [None] * len(requests), "claimedBy": self.replica,
             "claimedUntil": now + self._expected_wait(len(self._queue) + 1) + self._config.claim_timeout,
             "createdAt": now,
@@ -126,14 +129,14 @@ class Submissions:
         try:
             etag = await self._store.write(uri, _dump(record), create_only=True, content_type="application/json")
         except WriteConflict:
-            self._metrics.submissions.labels("", "deduplicated").inc()
+            self._metrics.submissions.labels(task_type, "deduplicated").inc()
             return await self.resolve(output_prefix)
-        pending = _Pending(uri, record, etag, recover=False)
+        pending = _Pending(uri, record, etag, recover=False, task_type=task_type)
         self._enqueue(pending)
         try:
             return await asyncio.wait_for(asyncio.shield(pending.done), self._config.create_wait)
         except TimeoutError:
-            self._metrics.submissions.labels("", "queued").inc()
+            self._metrics.submissions.labels(task_type, "queued").inc()
             return Waiting(self._position(pending), "waiting for a SubmitJob slot")
 
     # -- GetTask -------------------------------------------------------------------------------------
@@ -164,7 +167,7 @@ class Submissions:
         except WriteConflict:
             return Waiting(None, "waiting for a SubmitJob slot on another replica")
         log.info("took over abandoned submission %s", uri)
-        pending = _Pending(uri, record, etag, recover=True)
+        pending = _Pending(uri, record, etag, recover=True, task_type=str(record.get("taskType", "")))
         self._enqueue(pending)
         return Waiting(self._position(pending), "waiting for a SubmitJob slot (taken over)")
 
@@ -289,12 +292,12 @@ class Submissions:
                 resp = await self._api.call("submit", "batch", "submit_job", **request)
             except AwsRequestError as exc:
                 message = f"AWS Batch rejected the job: {exc.code}: {exc.message}"
-                self._metrics.submissions.labels("", "failed").inc()
+                self._metrics.submissions.labels(pending.task_type, "failed").inc()
                 await self._record_final(pending, {**record, "jobIds": job_ids, "state": FAILED, "message": message})
                 return Refused(message)
             job_ids[i] = str(resp["jobId"])
         ids = [str(i) for i in job_ids]
-        self._metrics.submissions.labels("", "submitted").inc()
+        self._metrics.submissions.labels(pending.task_type, "submitted").inc()
         return await self._record_final(pending, {**record, "jobIds": ids, "state": SUBMITTED}) or Submitted(ids)
 
     async def _record_final(self, pending: _Pending, record: dict[str, Any]) -> Resolution | None:

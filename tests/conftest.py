@@ -88,16 +88,30 @@ BASE_CONFIG: dict[str, Any] = {"defaultQueue": QUEUE, "status": {"refreshInterva
                                                                   "batchWindow": "0.01s"}}
 
 
+@pytest.fixture(scope="session")
+def emu(aws: Aws) -> Iterator[Any]:
+    """The project's emulated AWS Batch: jobs really run (as local processes), with AWS's transitions."""
+    from aws_array_plugin.emulator import Emulator
+
+    with Emulator(port=0, step=0.2, concurrency=8) as emulator:
+        yield emulator
+
+
 @pytest.fixture
 def start_plugin(aws: Aws) -> StartPlugin:
     @contextlib.asynccontextmanager
-    async def start(config: dict[str, Any] | None = None) -> AsyncIterator[Plugin]:
+    async def start(config: dict[str, Any] | None = None, endpoint: str | None = None) -> AsyncIterator[Plugin]:
         merged = {**BASE_CONFIG, **(config or {})}
         cfg = load_config(merged)
         started: asyncio.Future[RunningServer] = asyncio.get_running_loop().create_future()
         stop = asyncio.Event()
+        # The AWS clients read the endpoint from the environment when the server starts.
+        os.environ["AWS_ENDPOINT_URL"] = endpoint or aws.endpoint
         task = asyncio.create_task(serve(cfg, host="127.0.0.1", port=0, metrics_port=0, stop=stop, started=started))
-        running = await asyncio.wait_for(started, 30)
+        try:
+            running = await asyncio.wait_for(started, 30)
+        finally:
+            os.environ["AWS_ENDPOINT_URL"] = aws.endpoint
         calls: list[tuple[str, dict[str, Any]]] = []
 
         def record(params: dict[str, Any], model: Any, **_: Any) -> None:

@@ -32,7 +32,8 @@ async def test_metrics_count_rpcs_by_method_and_task_type(start_plugin: StartPlu
     assert 'aws_array_plugin_rpc_requests_total{method="GetTask",outcome="ok",task_type="aws-batch"} 1.0' in text
     assert re.search(r'aws_array_plugin_rpc_latency_seconds_count\{method="CreateTask",task_type="aws-batch"\} 1\.0', text)
     assert re.search(r'aws_array_plugin_aws_calls_total\{operation="submit_job",outcome="ok"\} 1\.0', text)
-    assert 'aws_array_plugin_submissions_total{outcome="submitted",task_type=""}' in text
+    assert 'aws_array_plugin_submissions_total{outcome="submitted",task_type="aws-batch"} 1.0' in text
+    assert 'aws_array_plugin_aws_rate_limit{call_class="submit"} 40.0' in text
 
 
 async def test_large_requests_are_accepted(start_plugin: StartPlugin) -> None:

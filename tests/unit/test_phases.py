@@ -6,7 +6,14 @@ import pytest
 
 from aws_array_plugin import phases
 from aws_array_plugin.phases import (
-    FAILED, INITIALIZING, QUEUED, RETRYABLE_FAILED, RUNNING, SUCCEEDED, ArrayCounts, ErrorDocument,
+    FAILED,
+    INITIALIZING,
+    QUEUED,
+    RETRYABLE_FAILED,
+    RUNNING,
+    SUCCEEDED,
+    ArrayCounts,
+    ErrorDocument,
 )
 
 

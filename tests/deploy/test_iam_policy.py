@@ -1,0 +1,125 @@
+"""deploy/iam/policy.json allows every AWS action the service calls, and no more than it should."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from typing import Any
+
+from aws_array_plugin.aws_calls import CALL_CLASSES
+from tests.deploy.support import REPO
+
+PACKAGE = REPO / "aws_array_plugin"
+EXCLUDED = (PACKAGE / "emulator", PACKAGE / "demo")
+POLICY = REPO / "deploy" / "iam" / "policy.json"
+
+# IAM prefix of each boto service name the service uses.
+IAM_PREFIX = {"batch": "batch", "s3": "s3", "logs": "logs"}
+# Operations whose IAM action is not the operation's own name.
+SPECIAL_ACTIONS = {
+    ("s3", "head_object"): "s3:GetObject",
+    ("s3", "list_objects_v2"): "s3:ListBucket",
+}
+# Calls the brief names; they must be allowed even before the code that makes them lands.
+KNOWN_ACTIONS = {
+    "batch:SubmitJob", "batch:DescribeJobs", "batch:ListJobs", "batch:TerminateJob", "batch:CancelJob",
+    "batch:RegisterJobDefinition", "batch:DescribeJobDefinitions", "batch:TagResource",
+    "s3:GetObject", "s3:PutObject", "logs:GetLogEvents", "iam:PassRole",
+}
+
+
+def iam_action(service: str, operation: str) -> str:
+    special = SPECIAL_ACTIONS.get((service, operation))
+    if special:
+        return special
+    return f"{IAM_PREFIX[service]}:{''.join(part.capitalize() for part in operation.split('_'))}"
+
+
+def aws_calls_in_code() -> set[tuple[str, str, str]]:
+    """(file, service, operation) of every `<x>.call(<class>, "<service>", "<operation>", ...)`."""
+    found: set[tuple[str, str, str]] = set()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if any(path.is_relative_to(d) for d in EXCLUDED) or "_proto" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "call"):
+                continue
+            args = node.args
+            first = args[0] if args else None
+            if not (isinstance(first, ast.Constant) and first.value in CALL_CLASSES):
+                continue  # not AwsApi.call (e.g. subprocess.call)
+            where = f"{path.relative_to(REPO)}:{node.lineno}"
+            assert len(args) >= 3, f"{where}: AwsApi.call needs (call_class, service, operation)"
+            service, operation = args[1], args[2]
+            assert isinstance(service, ast.Constant) and isinstance(service.value, str), \
+                f"{where}: the service must be a literal string (so this test can see it)"
+            assert isinstance(operation, ast.Constant) and isinstance(operation.value, str), \
+                f"{where}: the operation must be a literal string (so this test can see it)"
+            found.add((where, service.value, operation.value))
+    return found
+
+
+def policy_actions() -> dict[str, list[dict[str, Any]]]:
+    policy = json.loads(POLICY.read_text())
+    assert policy["Version"] == "2012-10-17"
+    actions: dict[str, list[dict[str, Any]]] = {}
+    for statement in policy["Statement"]:
+        assert statement["Effect"] == "Allow"
+        listed = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        for action in listed:
+            assert "*" not in action, f"wildcard action {action}"
+            actions.setdefault(action, []).append(statement)
+    return actions
+
+
+def test_every_aws_call_of_the_service_is_allowed() -> None:
+    calls = aws_calls_in_code()
+    assert any(service == "batch" for _, service, _ in calls), "found no AwsApi.call at all: is the scan broken?"
+    allowed = policy_actions()
+    missing = sorted(f"{iam_action(s, o)} ({where})" for where, s, o in calls if iam_action(s, o) not in allowed)
+    assert missing == []
+
+
+def test_the_policy_allows_the_known_actions_and_nothing_else() -> None:
+    from_code = {iam_action(s, o) for _, s, o in aws_calls_in_code()}
+    assert set(policy_actions()) == KNOWN_ACTIONS | from_code | {"s3:ListBucket"}
+
+
+def test_the_operation_name_mapping() -> None:
+    assert iam_action("batch", "describe_job_definitions") == "batch:DescribeJobDefinitions"
+    assert iam_action("logs", "get_log_events") == "logs:GetLogEvents"
+    assert iam_action("s3", "head_object") == "s3:GetObject"
+
+
+def test_pass_role_only_to_ecs_tasks_and_only_named_roles() -> None:
+    (statement,) = policy_actions()["iam:PassRole"]
+    assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
+    resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+    assert resources and all(":role/${" in r for r in resources), resources
+
+
+def test_s3_writes_only_where_the_service_writes() -> None:
+    (statement,) = policy_actions()["s3:PutObject"]
+    assert sorted(r.rsplit("*", 1)[1] for r in statement["Resource"]) == [
+        "/_aws_array_plugin/submission.json", "/outputs.pb",
+    ]
+    (read,) = policy_actions()["s3:GetObject"]
+    assert read["Resource"].endswith("${METADATA_BUCKET}/${METADATA_PREFIX}*")
+
+
+def test_only_describe_and_list_calls_use_a_wildcard_resource() -> None:
+    for action, statements in policy_actions().items():
+        for statement in statements:
+            if statement["Resource"] == "*":
+                assert action in {"batch:DescribeJobs", "batch:ListJobs", "batch:DescribeJobDefinitions"}, action
+
+
+def test_placeholders_are_documented() -> None:
+    text = POLICY.read_text()
+    doc = (REPO / "docs" / "iam.md").read_text()
+    placeholders = set(re.findall(r"\$\{([A-Z_]+)\}", text))
+    assert placeholders >= {"AWS_PARTITION", "AWS_REGION", "AWS_ACCOUNT_ID", "METADATA_BUCKET"}
+    for name in placeholders:
+        assert f"`{name}`" in doc, f"docs/iam.md does not explain ${{{name}}}"
+
