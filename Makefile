@@ -1,4 +1,5 @@
-# Two commands for a fresh machine: `make run` (service on a local emulated AWS) and `make test`.
+# Two commands for a fresh machine: `make demo` (the service on an embedded emulated AWS, running real
+# flytekit tasks) and `make test`.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,11 +10,11 @@ $(BIN)/aws-array-plugin: pyproject.toml requirements/constraints.txt
 	$(BIN)/pip install -q -c requirements/constraints.txt -e ".[test]"
 	touch $@
 
-.PHONY: install run test lint
+.PHONY: install demo test lint
 install: $(BIN)/aws-array-plugin
 
-run: install
-	$(BIN)/python scripts/run_local.py
+demo: install
+	$(BIN)/aws-array-plugin demo
 
 lint: install
 	$(BIN)/ruff check .

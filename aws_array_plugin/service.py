@@ -180,7 +180,7 @@ class AgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: ignore[mi
         if isinstance(outcome, Submitted):
             return outcome.job_ids
         if isinstance(outcome, Refused):
-            return _resource(Phase.FAILED, outcome.message)
+            return _resource(Phase.RETRYABLE_FAILED if outcome.retryable else Phase.FAILED, outcome.message)
         where = f", position {outcome.position}" if outcome.position else ""
         return _resource(Phase.QUEUED, f"waiting to submit{where}: {outcome.detail}")
 
@@ -385,6 +385,13 @@ class AgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: ignore[mi
             meta = decode(request.resource_meta)
         except MetaError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            return
+        if meta.rejection:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"no jobs, the task was rejected: {meta.rejection}")
+            return
+        if meta.kind == ARRAY and meta.size == 0:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "an empty map task runs no jobs, so it has no logs")
             return
         child = _child_index(context)
         ids = await self._job_ids(meta)

@@ -178,11 +178,28 @@ class StatusEngine:
             batch, self._queued = self._queued[:MAX_IDS_PER_CALL], self._queued[MAX_IDS_PER_CALL:]
             if not self._queued:
                 self._kick.clear()
+            if batch and len(batch) < MAX_IDS_PER_CALL:
+                batch += self._due_soon(MAX_IDS_PER_CALL - len(batch), set(batch))
             if batch:
                 await self._inflight.acquire()
                 task = asyncio.create_task(self._describe(batch))
                 self._describing.add(task)
                 task.add_done_callback(self._describing.discard)
+
+    def _due_soon(self, room: int, taken: set[str]) -> list[str]:
+        """Tracked jobs halfway to their next refresh, to fill a partial DescribeJobs call: the call costs
+        the same, and the refresh cycle then finds them fresh."""
+        now = self._clock()
+        half = self._cfg.refresh_interval * 0.5
+        extra: list[str] = []
+        for job in self._jobs.values():
+            if len(extra) >= room:
+                break
+            if (job.background and not job.terminal and not job.refreshing and job.job_id not in taken
+                    and now - job.fetched_at >= half):
+                job.refreshing = True
+                extra.append(job.job_id)
+        return extra
 
     async def _describe(self, ids: list[str]) -> None:
         try:

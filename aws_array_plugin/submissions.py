@@ -60,6 +60,8 @@ class Refused:
     """AWS rejected the submission (or the task was cancelled before it was submitted)."""
 
     message: str
+    # True when a new attempt may well succeed (the record vanished), False for a definite refusal.
+    retryable: bool = False
 
 
 Resolution = Waiting | Submitted | Refused
@@ -151,7 +153,8 @@ class Submissions:
             return Waiting(self._position(mine), "waiting for a SubmitJob slot")
         obj = await self._store.read(uri)
         if obj is None:
-            return Refused("the submission record of this task is missing; resubmitting the attempt")
+            return Refused(f"the submission record {uri} is missing, so this attempt cannot be tracked; "
+                           "a retry of the task submits it again", retryable=True)
         record = json.loads(obj.data)
         outcome = _outcome(record)
         if outcome is not None:

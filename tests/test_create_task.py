@@ -3,6 +3,8 @@ templates, idempotency, and every kind of bad input (a recorded rejection, nothi
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from flyteidl.admin import agent_pb2
 from flyteidl.core import execution_pb2, tasks_pb2
@@ -78,8 +80,10 @@ async def test_aws_batch_task_submit_job_and_definition(start_plugin: StartPlugi
 
 
 async def test_repeated_create_task_is_idempotent(start_plugin: StartPlugin) -> None:
+    # A role of its own: definitions are content-addressed, and other tests share the emulated account.
+    role = f"arn:aws:iam::123456789012:role/idempotency-{uuid.uuid4().hex[:8]}"
     async with start_plugin() as plugin:
-        req = create_request(task_template("awsbatch_minimal_task"), execution="dup")
+        req = create_request(task_template("awsbatch_minimal_task"), execution="dup", iam_role=role)
         first = await plugin.agents.CreateTask(req, timeout=10)
         second = await plugin.agents.CreateTask(req, timeout=10)
         assert first.resource_meta == second.resource_meta
@@ -90,7 +94,7 @@ async def test_repeated_create_task_is_idempotent(start_plugin: StartPlugin) -> 
         third = await plugin2.agents.CreateTask(req, timeout=10)
         assert third.resource_meta == first.resource_meta
         assert plugin2.sent("SubmitJob") == [] and plugin2.sent("RegisterJobDefinition") == []
-        other = create_request(task_template("awsbatch_minimal_task"), execution="dup2")
+        other = create_request(task_template("awsbatch_minimal_task"), execution="dup2", iam_role=role)
         await plugin2.agents.CreateTask(other, timeout=10)
         assert len(plugin2.sent("SubmitJob")) == 1
         assert plugin2.sent("RegisterJobDefinition") == []  # same content: found by DescribeJobDefinitions

@@ -1,0 +1,260 @@
+"""`Emulator`: moto's server app behind our gateway, on a loopback-only werkzeug server in a daemon thread,
+plus the job engine's scheduler thread. Usable in-process (tests, the demo) or via the CLI.
+
+    with Emulator(port=0, step=0.1, concurrency=8) as emu:      # start() is implied
+        batch = boto3.client("batch", **emu.info.client_kwargs())
+
+Job commands run ON THE HOST as the current user (see the package docstring).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from .faults import CallStats, FaultInjector, FaultRule, FaultSpec
+from .runtime import EMULATOR_KEY
+
+HOST = "127.0.0.1"  # loopback only, never 0.0.0.0: jobs run arbitrary commands on this host
+DEFAULT_REGION = "us-east-1"
+DEFAULT_QUEUE = "default"
+DEFAULT_BUCKET = "flyte-data"
+_NOISY_LOGGERS = ("werkzeug", "moto", "botocore.credentials", "flask_cors")
+
+
+@dataclass(frozen=True, slots=True)
+class EmulatorInfo:
+    endpoint: str
+    port: int
+    region: str
+    account_id: str
+    queue: str
+    queue_arn: str
+    compute_environment: str
+    bucket: str
+    role_arn: str
+    log_group: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "endpoint": self.endpoint,
+            "port": self.port,
+            "region": self.region,
+            "accountId": self.account_id,
+            "queue": self.queue,
+            "queueArn": self.queue_arn,
+            "computeEnvironment": self.compute_environment,
+            "bucket": self.bucket,
+            "roleArn": self.role_arn,
+            "logGroup": self.log_group,
+        }
+
+    def client_kwargs(self) -> dict[str, str]:
+        """Keyword arguments for a boto3/aiobotocore client of the emulator."""
+        return {
+            "endpoint_url": self.endpoint,
+            "region_name": self.region,
+            "aws_access_key_id": EMULATOR_KEY,
+            "aws_secret_access_key": EMULATOR_KEY,
+        }
+
+    def client_env(self) -> dict[str, str]:
+        """Environment variables pointing an AWS SDK (or a subprocess) at the emulator."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": EMULATOR_KEY,
+            "AWS_SECRET_ACCESS_KEY": EMULATOR_KEY,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+
+
+def quiet_logs() -> None:
+    for name in _NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+class Emulator:
+    """An emulated AWS (Batch, S3, CloudWatch Logs, IAM, STS) with a process runtime for Batch jobs."""
+
+    def __init__(
+        self,
+        *,
+        port: int = 0,
+        region: str = DEFAULT_REGION,
+        step: float = 0.5,
+        concurrency: int = 8,
+        queue: str = DEFAULT_QUEUE,
+        bucket: str = DEFAULT_BUCKET,
+        faults: FaultSpec | None = None,
+        seed: int | None = None,
+        workdir: str | None = None,
+    ) -> None:
+        self._port = port
+        self._region = region
+        self._step = step
+        self._concurrency = concurrency
+        self._queue = queue
+        self._bucket = bucket
+        self._workdir = workdir
+        self._own_workdir = False
+        self._stats = CallStats()
+        self._faults = FaultInjector(seed)
+        self._faults.set(faults or {})  # validates early: a bad rule fails here, not half-way through start()
+        self._info: EmulatorInfo | None = None
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self._engine: Any = None
+
+    # ---- lifecycle -------------------------------------------------------------------------------------
+
+    def start(self) -> EmulatorInfo:
+        if self._info is not None:
+            return self._info
+        quiet_logs()
+        # Heavy imports only now: moto takes ~1 s to import.
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import make_server
+
+        from .batch_api import BatchJobsApi
+        from .control import Control
+        from .gateway import Gateway
+        from .jobs import JobEngine
+        from .moto_store import MotoLogSink
+        from .provisioning import LOG_GROUP, provision
+        from .runtime import Endpoint
+
+        class Handler(MotoRequestHandler):
+            def log_request(self, *args: Any, **kwargs: Any) -> None:
+                pass
+
+        # Bind first (port 0 picks a free one); the app is set once the endpoint is known.
+        server = make_server(HOST, self._port, lambda e, s: [], threaded=True, request_handler=Handler)
+        port = int(server.server_address[1])
+        if self._workdir is None:
+            self._workdir = tempfile.mkdtemp(prefix="aws-array-plugin-emulator-")
+            self._own_workdir = True
+        endpoint = f"http://{HOST}:{port}"
+        engine = JobEngine(
+            step=self._step,
+            concurrency=self._concurrency,
+            logs=MotoLogSink(),
+            endpoint=Endpoint(url=endpoint, region=self._region),
+            workdir=self._workdir,
+        )
+        control = Control(info=lambda: self.info.to_json(), engine=engine, stats=self._stats, faults=self._faults)
+        server.app = Gateway(
+            moto_app=DomainDispatcherApplication(create_backend_app),
+            jobs_api=BatchJobsApi(engine),
+            control=control,
+            stats=self._stats,
+            faults=self._faults,
+            default_region=self._region,
+        )
+        self._server, self._engine = server, engine
+        try:
+            made = provision(self._region, queue=self._queue, bucket=self._bucket)
+        except BaseException:
+            self.stop()
+            raise
+        self._info = EmulatorInfo(
+            endpoint=endpoint,
+            port=port,
+            region=self._region,
+            account_id=made.account_id,
+            queue=made.queue_name,
+            queue_arn=made.queue_arn,
+            compute_environment=made.compute_environment,
+            bucket=made.bucket,
+            role_arn=made.role_arn,
+            log_group=LOG_GROUP,
+        )
+        engine.start()
+        # A short poll interval: shutdown() waits for it.
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="aws-emulator-http", daemon=True
+        )
+        self._thread.start()
+        return self._info
+
+    def stop(self) -> None:
+        if self._thread is not None:  # shutdown() would wait forever for a loop that never ran
+            self._server.shutdown()
+            self._thread.join(timeout=10)
+        if self._server is not None:
+            self._server.server_close()
+        if self._engine is not None:
+            self._engine.stop()
+        if self._own_workdir and self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+        self._server = self._thread = self._engine = self._info = None
+
+    def __enter__(self) -> Emulator:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # ---- state and control -----------------------------------------------------------------------------
+
+    @property
+    def info(self) -> EmulatorInfo:
+        if self._info is None:
+            raise RuntimeError("emulator is not started")
+        return self._info
+
+    @property
+    def endpoint(self) -> str:
+        return self.info.endpoint
+
+    def set_faults(self, rules: FaultSpec, seed: int | None = None) -> None:
+        """Replace the fault rules, e.g. `{"DescribeJobs": FaultRule(throttle=0.3), "*": {"latencyMs": 20}}`."""
+        self._faults.set(rules, seed=seed)
+
+    def clear_faults(self) -> None:
+        self._faults.set({})
+
+    def faults(self) -> dict[str, FaultRule]:
+        return self._faults.rules()
+
+    def stats(self) -> dict[str, int]:
+        """Calls received per operation name since start or the last reset."""
+        return self._stats.snapshot()
+
+    def reset_stats(self) -> None:
+        self._stats.reset()
+
+    def jobs_summary(self) -> dict[str, Any]:
+        if self._engine is None:
+            raise RuntimeError("emulator is not started")
+        summary: dict[str, Any] = self._engine.summary()
+        return summary
+
+    def reset_jobs(self) -> None:
+        """Forget all jobs, killing running attempts (queues, definitions and S3 data stay)."""
+        if self._engine is not None:
+            self._engine.reset()
+
+
+def run_forever(emulator: Emulator, stop: threading.Event) -> None:
+    """Block until `stop` is set (signal handlers set it), then stop the emulator."""
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        with contextlib.suppress(Exception):
+            emulator.stop()

@@ -1,0 +1,242 @@
+"""Fault injection, call counters, the /_emulator HTTP control API, loopback binding, and the CLI process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from emu_support import NO_RETRY, Aws
+
+from aws_array_plugin.emulator import Emulator, FaultRule
+
+
+def _http(endpoint: str, method: str, path: str, body: Any = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(endpoint + path, data=data, method=method)
+    with urllib.request.urlopen(request) as response:
+        return json.load(response)
+
+
+def _throttled_share(aws: Aws, calls: int) -> float:
+    throttled = 0
+    for _ in range(calls):
+        try:
+            aws.batch.describe_jobs(jobs=["x"])
+        except ClientError as exc:
+            assert exc.response["Error"]["Code"] == "TooManyRequestsException"
+            assert exc.response["ResponseMetadata"]["HTTPStatusCode"] == 429
+            throttled += 1
+    return throttled / calls
+
+
+def test_throttle_rate_is_within_tolerance_and_looks_like_aws(aws: Aws) -> None:
+    aws.emulator.set_faults({"DescribeJobs": FaultRule(throttle=0.3)}, seed=1)
+    share = _throttled_share(aws, 400)
+    assert 0.22 <= share <= 0.38
+    assert aws.emulator.stats()["DescribeJobs"] == 400
+    # Only the named operation is affected.
+    for _ in range(20):
+        aws.batch.list_jobs(jobQueue=aws.info.queue)
+
+
+def test_throttled_calls_are_retried_by_botocore(aws: Aws) -> None:
+    aws.emulator.set_faults({"DescribeJobs": {"throttle": 0.5}}, seed=3)
+    retrying = boto3.client(
+        "batch", config=Config(retries={"mode": "legacy", "max_attempts": 10}), **aws.info.client_kwargs()
+    )
+    retries = 0
+    for _ in range(4):
+        response = retrying.describe_jobs(jobs=["x"])
+        assert response["jobs"] == []
+        retries += response["ResponseMetadata"]["RetryAttempts"]
+    assert retries > 0
+    assert aws.emulator.stats()["DescribeJobs"] == 4 + retries  # the throttled tries were counted too
+
+
+def test_server_errors_are_modelled_server_exceptions(aws: Aws) -> None:
+    aws.emulator.set_faults({"SubmitJob": FaultRule(error=1.0, error_status=503)})
+    with pytest.raises(aws.batch.exceptions.ServerException) as excinfo:
+        aws.submit(aws.job_definition(["true"]))
+    assert excinfo.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+
+
+def test_wildcard_rule_and_latency(aws: Aws) -> None:
+    aws.emulator.set_faults({"*": FaultRule(latency_ms=150), "DescribeJobs": FaultRule()})
+    started = time.monotonic()
+    aws.batch.list_jobs(jobQueue=aws.info.queue)
+    assert time.monotonic() - started >= 0.15
+    started = time.monotonic()
+    aws.batch.describe_jobs(jobs=["x"])  # its own rule (no latency) wins over `*`
+    assert time.monotonic() - started < 0.15
+
+
+def test_other_services_get_their_own_throttling_shape(aws: Aws) -> None:
+    aws.emulator.set_faults({"GetObject": FaultRule(throttle=1.0), "GetLogEvents": FaultRule(throttle=1.0)})
+    with pytest.raises(ClientError) as s3_error:
+        aws.s3.get_object(Bucket=aws.info.bucket, Key="missing")
+    assert s3_error.value.response["Error"]["Code"] == "SlowDown"
+    with pytest.raises(ClientError) as logs_error:
+        aws.logs.get_log_events(logGroupName="/aws/batch/job", logStreamName="x")
+    assert logs_error.value.response["Error"]["Code"] == "ThrottlingException"
+
+
+def test_stats_count_calls_per_operation_and_reset(aws: Aws) -> None:
+    aws.emulator.reset_stats()
+    for _ in range(3):
+        aws.batch.describe_jobs(jobs=["x"])
+    aws.s3.put_object(Bucket=aws.info.bucket, Key="k", Body=b"v")
+    aws.s3.get_object(Bucket=aws.info.bucket, Key="k")
+    aws.logs.describe_log_groups()
+    assert aws.emulator.stats() == {"DescribeJobs": 3, "PutObject": 1, "GetObject": 1, "DescribeLogGroups": 1}
+    aws.emulator.reset_stats()
+    assert aws.emulator.stats() == {}
+
+
+def test_http_control_api(aws: Aws) -> None:
+    endpoint = aws.info.endpoint
+    assert _http(endpoint, "GET", "/_emulator/info") == aws.info.to_json()
+    rules = _http(endpoint, "POST", "/_emulator/faults", {"rules": {"DescribeJobs": {"throttle": 1.0}}, "seed": 5})
+    assert rules["rules"]["DescribeJobs"]["throttle"] == 1.0
+    assert _http(endpoint, "GET", "/_emulator/faults")["rules"]["DescribeJobs"]["throttle"] == 1.0
+    assert _throttled_share(aws, 5) == 1.0
+    assert _http(endpoint, "GET", "/_emulator/stats") == {"DescribeJobs": 5}
+    _http(endpoint, "DELETE", "/_emulator/faults")
+    assert _throttled_share(aws, 5) == 0.0
+    _http(endpoint, "DELETE", "/_emulator/stats")
+    assert _http(endpoint, "GET", "/_emulator/stats") == {}
+    _http(endpoint, "POST", "/_emulator/faults", {"ListJobs": {"error": 1.0}})  # bare mapping form
+    assert aws.emulator.faults() == {"ListJobs": FaultRule(error=1.0)}
+    summary = _http(endpoint, "GET", "/_emulator/jobs")
+    assert summary["jobs"] == 0 and summary["rssBytes"] > 0
+    with pytest.raises(urllib.error.HTTPError) as bad:
+        _http(endpoint, "POST", "/_emulator/faults", {"DescribeJobs": {"throttle": 2}})
+    assert bad.value.code == 400
+
+
+def test_jobs_summary_and_reset(aws: Aws) -> None:
+    jd = aws.job_definition(["sleep", "30"])
+    aws.submit(jd)
+    aws.submit(jd, arrayProperties={"size": 4})
+    summary = aws.emulator.jobs_summary()
+    assert (summary["jobs"], summary["arrayJobs"], summary["arrayChildren"]) == (2, 1, 4)
+    assert sum(summary["units"].values()) == 5
+    _http(aws.info.endpoint, "POST", "/_emulator/reset")
+    assert aws.emulator.jobs_summary()["jobs"] == 0
+
+
+def test_server_listens_on_loopback_only(emulator: Emulator) -> None:
+    assert emulator.info.endpoint.startswith("http://127.0.0.1:")
+    server = emulator._server  # the bound address itself
+    assert server.server_address[0] == "127.0.0.1"
+
+
+def test_start_is_fast_and_stop_kills_jobs() -> None:
+    started = time.monotonic()
+    emu = Emulator(port=0, step=0.05, concurrency=2, queue="fast-start", bucket="fast-start-data")
+    info = emu.start()
+    assert time.monotonic() - started < 2.0
+    aws = Aws(emu)
+    job_id = aws.submit(aws.job_definition(["sh", "-c", "echo $$; sleep 60"]))
+    job = aws.wait_status(job_id, "RUNNING")
+    pid = int(aws_wait_first_line(aws, job["container"]["logStreamName"]))
+    emu.stop()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.02)
+    assert not _alive(pid)
+    assert info.queue == "fast-start"
+
+
+def aws_wait_first_line(aws: Aws, stream: str) -> str:
+    from emu_support import wait_for
+
+    lines: list[str] = wait_for(lambda: aws.log_messages(stream))
+    return lines[0]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_cli_process_prints_json_line_and_applies_fault_flags() -> None:
+    command = [
+        sys.executable, "-m", "aws_array_plugin.emulator",
+        "--port", "0", "--step", "0.05", "--concurrency", "2", "--throttle", "DescribeJobs=1.0",
+        "--latency", "ListJobs=10",
+    ]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        info = json.loads(proc.stdout.readline())
+        assert info["endpoint"].startswith("http://127.0.0.1:")
+        assert (info["region"], info["queue"], info["bucket"]) == ("us-east-1", "default", "flyte-data")
+        batch = boto3.client(
+            "batch",
+            config=NO_RETRY,
+            endpoint_url=info["endpoint"],
+            region_name=info["region"],
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        with pytest.raises(ClientError) as excinfo:
+            batch.describe_jobs(jobs=["x"])
+        assert excinfo.value.response["Error"]["Code"] == "TooManyRequestsException"
+        rules = _http(info["endpoint"], "GET", "/_emulator/faults")["rules"]
+        assert rules["DescribeJobs"]["throttle"] == 1.0
+        assert rules["ListJobs"]["latencyMs"] == 10
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+
+
+def test_cli_flags_and_subcommand_wiring() -> None:
+    import argparse
+
+    from aws_array_plugin.emulator.cli import add_arguments, fault_rules
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--server-errors", "SubmitJob=0.1", "--throttle", "*=0.2", "--latency", "*=5"])
+    assert (args.port, args.region, args.step, args.queue, args.bucket) == (
+        4566,
+        "us-east-1",
+        0.5,
+        "default",
+        "flyte-data",
+    )
+    assert fault_rules(args) == {"SubmitJob": {"error": 0.1}, "*": {"throttle": 0.2, "latencyMs": 5}}
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--throttle", "no-equals-sign"])
+    # `aws-array-plugin emulator` reaches this module; importing it does not import moto (that waits for run()).
+    helped = subprocess.run(
+        [sys.executable, "-m", "aws_array_plugin", "emulator", "--help"], capture_output=True, text=True, check=True
+    )
+    assert "--concurrency" in helped.stdout and "--throttle" in helped.stdout
+    check = subprocess.run(
+        [sys.executable, "-c", "import sys, aws_array_plugin.emulator.cli; print('moto' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert check.stdout.strip() == "False"
+
+
+def test_bad_settings_fail_fast() -> None:
+    with pytest.raises(ValueError, match="shares"):
+        Emulator(faults={"DescribeJobs": {"throttle": 3}})
+    with pytest.raises(ValueError, match="region"):
+        Emulator(region="mars-1", queue="q-mars", bucket="b-mars").start()
