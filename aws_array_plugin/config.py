@@ -167,6 +167,8 @@ class SubmissionConfig(_Model):
     create_wait: float = 0.5
     # A claimed submission whose replica went silent for this long is taken over by another.
     claim_timeout: float = 60.0
+    # Concurrent SubmitJob workers per replica (the submit rate limit paces them together).
+    workers: int = Field(default=8, ge=1, le=256)
 
     @field_validator("create_wait", "claim_timeout", mode="before")
     @classmethod

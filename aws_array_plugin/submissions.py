@@ -6,8 +6,8 @@ repeated CreateTask costs two S3 calls and no AWS Batch call. The owner submits 
 limiter and records the job ids. If the owner dies first, its claim expires (`claimedUntil`) and the
 next GetTask on any replica takes the record over (If-Match on its ETag, so one replica wins) and,
 before submitting, looks the deterministic job names up with ListJobs in case the dead owner had
-already submitted. An owner never submits within `_MARGIN` seconds of its claim's expiry, so such a
-job is always old enough for ListJobs to see it.
+already submitted. An owner never submits within a margin (a third of `claimTimeout`, at most 10 s) of its
+claim's expiry, so such a job is always old enough for ListJobs to see it.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from aws_array_plugin.storage import S3Store, WriteConflict
 log = logging.getLogger(__name__)
 
 RECORD_NAME = "_aws_array_plugin/submission.json"
-_MARGIN = 10.0  # seconds before claim expiry after which an owner renews instead of submitting
 _RECORD_VERSION = 1
 
 PENDING, SUBMITTED, FAILED, CANCELLED = "pending", "submitted", "failed", "cancelled"
@@ -67,7 +66,7 @@ class Refused:
 Resolution = Waiting | Submitted | Refused
 
 
-@dataclass
+@dataclass(eq=False)  # identity: kept in sets and found in the queue by identity
 class _Pending:
     uri: str
     record: dict[str, Any]
@@ -89,6 +88,8 @@ class Submissions:
         self._metrics = metrics
         self.replica = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._queue: deque[_Pending] = deque()
+        self._active: set[_Pending] = set()  # being submitted by a worker
+        self._margin = min(10.0, config.submission.claim_timeout / 3)
         self._by_uri: dict[str, _Pending] = {}
         self._known: OrderedDict[str, Resolution] = OrderedDict()
         self._wakeup = asyncio.Event()
@@ -97,8 +98,10 @@ class Submissions:
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._worker(), name="submit-worker"),
-                       asyncio.create_task(self._renewer(), name="claim-renewer")]
+        # Several workers, so AWS latency does not cap the rate; the submit limiter paces them all.
+        self._tasks = [asyncio.create_task(self._worker(), name=f"submit-worker-{i}")
+                       for i in range(self._config.workers)]
+        self._tasks.append(asyncio.create_task(self._renewer(), name="claim-renewer"))
 
     async def stop(self) -> None:
         for t in self._tasks:
@@ -114,7 +117,7 @@ class Submissions:
 
     @property
     def backlog(self) -> int:
-        return len(self._queue)
+        return len(self._queue) + len(self._active)
 
     # -- CreateTask ----------------------------------------------------------------------------------
     async def submit(self, output_prefix: str, job_names: list[str], requests: list[dict[str, Any]],
@@ -206,6 +209,8 @@ class Submissions:
         return position / max(self._rate, 0.1)
 
     def _position(self, pending: _Pending) -> int | None:
+        if pending in self._active:
+            return 0
         try:
             return self._queue.index(pending) + 1
         except ValueError:
@@ -214,7 +219,7 @@ class Submissions:
     def _enqueue(self, pending: _Pending) -> None:
         self._queue.append(pending)
         self._by_uri[pending.uri] = pending
-        self._metrics.submission_backlog.set(len(self._queue))
+        self._metrics.submission_backlog.set(self.backlog)
         self._wakeup.set()
 
     def _remember(self, uri: str, outcome: Resolution) -> None:
@@ -235,21 +240,24 @@ class Submissions:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            pending = self._queue[0]
+            pending = self._queue.popleft()
+            self._active.add(pending)
             try:
                 outcome = await self._submit(pending)
-            except AwsUnavailable as exc:
-                log.warning("submission of %s postponed: %s", pending.uri, exc)
+            except Exception as exc:
+                if isinstance(exc, AwsUnavailable):
+                    log.warning("submission of %s postponed: %s", pending.uri, exc)
+                else:
+                    log.exception("submission of %s failed unexpectedly; will retry", pending.uri)
                 await asyncio.sleep(1.0)
-                continue  # stays at the head of the queue
-            except Exception:
-                log.exception("submission of %s failed unexpectedly; will retry", pending.uri)
-                await asyncio.sleep(1.0)
+                self._active.discard(pending)
+                if pending.uri in self._by_uri:  # not cancelled or lost meanwhile: back to the head
+                    self._queue.appendleft(pending)
+                    self._wakeup.set()
                 continue
-            if self._queue and self._queue[0] is pending:
-                self._queue.popleft()
+            self._active.discard(pending)
             self._by_uri.pop(pending.uri, None)
-            self._metrics.submission_backlog.set(len(self._queue))
+            self._metrics.submission_backlog.set(self.backlog)
             self._finish(pending, outcome)
 
     async def _renew(self, pending: _Pending) -> bool:
@@ -267,19 +275,21 @@ class Submissions:
     async def _renewer(self) -> None:
         while True:
             await asyncio.sleep(max(1.0, self._config.claim_timeout / 6))
-            for pending in list(self._queue):
+            for pending in [*self._queue, *self._active]:
                 expiring = float(pending.record["claimedUntil"]) - _now() < self._config.claim_timeout / 2
                 if expiring and not await self._renew(pending):
                     self._drop_lost(pending)
 
     def _drop_lost(self, pending: _Pending) -> None:
+        if pending in self._active:
+            return  # its worker finds out when it writes the record
         if pending in self._queue:
             self._queue.remove(pending)
         self._by_uri.pop(pending.uri, None)
         self._finish(pending, Waiting(None, "submission handled by another replica"))
 
     async def _submit(self, pending: _Pending) -> Resolution:
-        if float(pending.record["claimedUntil"]) - _now() < _MARGIN and not await self._renew(pending):
+        if float(pending.record["claimedUntil"]) - _now() < self._margin and not await self._renew(pending):
             obj = await self._store.read(pending.uri)
             outcome = _outcome(json.loads(obj.data)) if obj else None
             return outcome or Waiting(None, "submission handled by another replica")
