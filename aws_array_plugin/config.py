@@ -137,6 +137,8 @@ class StatusConfig(_Model):
     batch_window: float = 0.02
     # How long GetTask waits for a fresh status before answering with the last known one.
     answer_timeout: float = 2.0
+    # A submitted job DescribeJobs keeps not finding for this long fails the attempt (retryable).
+    missing_job_grace: float = 600.0
     # A RUNNABLE job whose reason is MISCONFIGURATION:* for longer than this fails the task.
     misconfiguration_dwell: float = 600.0
     # Running array children shown with log links.
@@ -145,7 +147,7 @@ class StatusConfig(_Model):
     failed_child_details: int = Field(default=100, ge=0, le=10_000)
 
     @field_validator("refresh_interval", "max_staleness", "idle_eviction", "batch_window",
-                     "misconfiguration_dwell", "answer_timeout", mode="before")
+                     "misconfiguration_dwell", "answer_timeout", "missing_job_grace", mode="before")
     @classmethod
     def _duration(cls, v: Any) -> float:
         return parse_duration(v)

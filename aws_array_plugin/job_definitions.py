@@ -22,7 +22,7 @@ class JobDefinitions:
         self._inflight: dict[str, asyncio.Future[str]] = {}
         self._max = max_cached
 
-    async def arn(self, definition: JobDefinition) -> str:
+    async def arn(self, definition: JobDefinition, deadline: float | None = None) -> str:
         """The ARN of an ACTIVE definition with this content, registering it only if none exists."""
         cached = self._arns.get(definition.name)
         if cached:
@@ -33,7 +33,7 @@ class JobDefinitions:
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._inflight[definition.name] = future
         try:
-            arn = await self._find(definition) or await self._register(definition)
+            arn = await self._find(definition, deadline) or await self._register(definition, deadline)
             if len(self._arns) >= self._max:
                 self._arns.pop(next(iter(self._arns)))
             self._arns[definition.name] = arn
@@ -46,14 +46,15 @@ class JobDefinitions:
         finally:
             del self._inflight[definition.name]
 
-    async def _find(self, definition: JobDefinition) -> str | None:
+    async def _find(self, definition: JobDefinition, deadline: float | None) -> str | None:
         found: list[dict[str, Any]] = []
         token: str | None = None
         while True:
             params: dict[str, Any] = {"jobDefinitionName": definition.name, "status": "ACTIVE"}
             if token:
                 params["nextToken"] = token
-            resp = await self._api.call("job_definitions", "batch", "describe_job_definitions", **params)
+            resp = await self._api.call("job_definitions", "batch", "describe_job_definitions", deadline=deadline,
+                                        **params)
             found.extend(resp.get("jobDefinitions", []))
             token = resp.get("nextToken")
             if not token:
@@ -67,8 +68,9 @@ class JobDefinitions:
         best = min(matching, key=lambda d: int(d.get("revision", 0)))
         return str(best["jobDefinitionArn"])
 
-    async def _register(self, definition: JobDefinition) -> str:
-        resp = await self._api.call("job_definitions", "batch", "register_job_definition", **definition.body)
+    async def _register(self, definition: JobDefinition, deadline: float | None) -> str:
+        resp = await self._api.call("job_definitions", "batch", "register_job_definition", deadline=deadline,
+                                    **definition.body)
         self._metrics.job_definition_registrations.inc()
         log.info("registered job definition %s revision %s", definition.name, resp.get("revision"))
         return str(resp["jobDefinitionArn"])

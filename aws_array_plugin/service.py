@@ -114,20 +114,20 @@ class AgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: ignore[mi
             if spec.size == 0:
                 return meta
         remaining = context.time_remaining()
-        deadline = time.monotonic() + remaining - 1.0 if remaining else None
+        # Leave a margin to answer: an AWS call that would outlive propeller's deadline is not started.
+        deadline = time.monotonic() + max(0.5, remaining * 0.8) if remaining else None
         try:
-            arn = await self.d.definitions.arn(job_definition(spec, cfg, self.d.api.region))
+            arn = await self.d.definitions.arn(job_definition(spec, cfg, self.d.api.region), deadline)
         except AwsRequestError as exc:
             meta.rejection = f"AWS Batch rejected the job definition: {exc.code}: {exc.message}"
             return meta
         except AwsUnavailable as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"AWS Batch is unavailable: {exc}")
             raise
-        del deadline
         requests = submit_requests(spec, arn)
         try:
             outcome = await self.d.submissions.submit(spec.output_prefix, [r["jobName"] for r in requests], requests,
-                                                      spec.task_type)
+                                                      spec.task_type, deadline)
         except AwsRequestError as exc:
             meta.rejection = f"cannot record the submission under the output prefix: {exc.code}: {exc.message}"
             return meta
@@ -197,6 +197,11 @@ class AgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: ignore[mi
             if stale:
                 self.d.metrics.stale_answers.inc()
                 return _resource(Phase.QUEUED, f"submitted; status not available yet (AWS: {stale})")
+            gone = [j for j in jobs if j.missing_since is not None
+                    and time.monotonic() - j.missing_since > self.d.config.status.missing_job_grace]
+            if gone:
+                return _resource(Phase.RETRYABLE_FAILED,
+                                 f"AWS Batch does not know job {gone[0].job_id} in {meta.region} (expired or deleted)")
             return _resource(Phase.QUEUED, "submitted; AWS Batch does not list the job yet")
         if meta.kind == SINGLE:
             resource = await self._single(meta, jobs[0])

@@ -34,11 +34,11 @@ class S3Store:
     def __init__(self, api: AwsApi) -> None:
         self._api = api
 
-    async def read(self, uri: str) -> S3Object | None:
+    async def read(self, uri: str, deadline: float | None = None) -> S3Object | None:
         """The object, or None when it does not exist."""
         bucket, key = split_uri(uri)
         try:
-            resp = await self._api.call("s3", "s3", "get_object", Bucket=bucket, Key=key)
+            resp = await self._api.call("s3", "s3", "get_object", deadline=deadline, Bucket=bucket, Key=key)
         except AwsRequestError as exc:
             if exc.code in _MISSING or exc.status == 404:
                 return None
@@ -49,7 +49,7 @@ class S3Store:
         return S3Object(data, str(resp.get("ETag", "")))
 
     async def write(self, uri: str, data: bytes, *, create_only: bool = False, if_match: str | None = None,
-                    content_type: str = "application/octet-stream") -> str:
+                    content_type: str = "application/octet-stream", deadline: float | None = None) -> str:
         """Write and return the new ETag. `create_only` fails if the object exists; `if_match` fails if
         it changed since that ETag. Both raise WriteConflict."""
         bucket, key = split_uri(uri)
@@ -59,7 +59,7 @@ class S3Store:
         if if_match:
             params["IfMatch"] = if_match
         try:
-            resp = await self._api.call("s3", "s3", "put_object", **params)
+            resp = await self._api.call("s3", "s3", "put_object", deadline=deadline, **params)
         except AwsRequestError as exc:
             if exc.code in _PRECONDITION or exc.status in (409, 412):
                 raise WriteConflict(uri) from exc

@@ -121,7 +121,9 @@ class Submissions:
 
     # -- CreateTask ----------------------------------------------------------------------------------
     async def submit(self, output_prefix: str, job_names: list[str], requests: list[dict[str, Any]],
-                     task_type: str) -> Resolution:
+                     task_type: str, deadline: float | None = None) -> Resolution:
+        """Claim, queue and (within `createWait`) submit. AWS calls give up before `deadline`, so a
+        CreateTask that times out never leaves a job behind that propeller does not know about."""
         uri = record_uri(output_prefix)
         now = _now()
         record = {
@@ -132,20 +134,24 @@ class Submissions:
             "createdAt": now,
         }
         try:
-            etag = await self._store.write(uri, _dump(record), create_only=True, content_type="application/json")
+            etag = await self._store.write(uri, _dump(record), create_only=True, content_type="application/json",
+                                           deadline=deadline)
         except WriteConflict:
             self._metrics.submissions.labels(task_type, "deduplicated").inc()
-            return await self.resolve(output_prefix)
+            return await self.resolve(output_prefix, deadline)
         pending = _Pending(uri, record, etag, recover=False, task_type=task_type)
         self._enqueue(pending)
+        wait = self._config.create_wait
+        if deadline is not None:
+            wait = max(0.0, min(wait, deadline - time.monotonic()))
         try:
-            return await asyncio.wait_for(asyncio.shield(pending.done), self._config.create_wait)
+            return await asyncio.wait_for(asyncio.shield(pending.done), wait)
         except TimeoutError:
             self._metrics.submissions.labels(task_type, "queued").inc()
             return Waiting(self._position(pending), "waiting for a SubmitJob slot")
 
     # -- GetTask -------------------------------------------------------------------------------------
-    async def resolve(self, output_prefix: str) -> Resolution:
+    async def resolve(self, output_prefix: str, deadline: float | None = None) -> Resolution:
         """Where the submission of this attempt stands; takes over an abandoned one."""
         uri = record_uri(output_prefix)
         known = self._known.get(uri)
@@ -154,7 +160,7 @@ class Submissions:
         mine = self._by_uri.get(uri)
         if mine is not None:
             return Waiting(self._position(mine), "waiting for a SubmitJob slot")
-        obj = await self._store.read(uri)
+        obj = await self._store.read(uri, deadline)
         if obj is None:
             return Refused(f"the submission record {uri} is missing, so this attempt cannot be tracked; "
                            "a retry of the task submits it again", retryable=True)

@@ -39,6 +39,7 @@ from tests.templates import create_request, literal_map, task_template  # noqa: 
 
 
 def shell(req: agent_pb2.CreateTaskRequest, script: str) -> agent_pb2.CreateTaskRequest:
+    req.template.metadata.retries.retries = 0  # a failing child fails at once instead of being retried
     del req.template.container.args[:]
     req.template.container.args.extend(["sh", "-c", script])
     return req

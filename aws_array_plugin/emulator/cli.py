@@ -1,4 +1,5 @@
-"""`aws-array-plugin emulator`: run the emulated AWS until SIGINT/SIGTERM.
+"""`aws-array-plugin emulator`: run the emulated AWS until SIGINT/SIGTERM; SIGHUP makes an API outage of
+`--hup-downtime` seconds (same as `POST /_emulator/restart`).
 
 Prints one JSON line on startup (endpoint, region, queue, bucket, ...) for scripts to read. Job commands run
 on the host as the current user; the server binds 127.0.0.1 only.
@@ -34,6 +35,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--concurrency", type=int, default=8, help="job attempts running at once, like a CE's max vCPUs (default 8)"
     )
+    parser.add_argument(
+        "--max-vcpus", type=float, default=256.0,
+        help="max vCPUs of the compute environment: a job needing more stays RUNNABLE (default 256)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--gpus", type=int, default=0, help="GPUs of the compute environment: a job needing more stays RUNNABLE"
+    )
+    parser.add_argument(
+        "--max-memory-mib", type=int, default=None,
+        help="memory (MiB) of the largest instance: a job needing more stays RUNNABLE (default: no limit)",
+    )  # fmt: skip
+    parser.add_argument("--hup-downtime", type=float, default=5.0, help="seconds of API outage on SIGHUP (default 5)")
     parser.add_argument("--queue", default="default", help="name of the pre-provisioned job queue")
     parser.add_argument("--bucket", default="flyte-data", help="name of the pre-provisioned S3 bucket")
     parser.add_argument(
@@ -63,8 +76,8 @@ def fault_rules(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 def run(args: argparse.Namespace) -> int:
     from .server import Emulator, run_forever
 
-    if args.concurrency < 1 or args.step < 0:
-        print("--concurrency must be >= 1 and --step >= 0", file=sys.stderr)
+    if args.concurrency < 1 or args.step < 0 or args.hup_downtime < 0:
+        print("--concurrency must be >= 1, --step and --hup-downtime >= 0", file=sys.stderr)
         return 2
     try:
         emulator = Emulator(
@@ -77,6 +90,9 @@ def run(args: argparse.Namespace) -> int:
             faults=fault_rules(args),
             seed=args.seed,
             workdir=args.workdir,
+            max_vcpus=args.max_vcpus,
+            gpus=args.gpus,
+            max_memory_mib=args.max_memory_mib,
         )
         info = emulator.start()
     except (OSError, ValueError) as exc:
@@ -85,6 +101,15 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+
+    def outage() -> None:
+        try:
+            emulator.restart(args.hup_downtime, wait=False)
+            print(f"SIGHUP: API outage of {args.hup_downtime:g} s", file=sys.stderr, flush=True)
+        except RuntimeError as exc:
+            print(f"SIGHUP ignored: {exc}", file=sys.stderr, flush=True)
+
+    signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=outage, daemon=True).start())
     print(json.dumps(info.to_json()), flush=True)
     print(
         f"emulated AWS on {info.endpoint} (queue {info.queue!r}, bucket {info.bucket!r}); "

@@ -2,12 +2,14 @@
 
 GET    /_emulator/info          endpoint, region, queue, bucket, ...
 GET    /_emulator/stats         {"DescribeJobs": n, ...} calls received per operation
+GET    /_emulator/stats/injected {"SubmitJob": {"throttle": n, "error": m}}: faults injected among them
 DELETE /_emulator/stats         reset the counters (also POST /_emulator/stats/reset)
 GET    /_emulator/faults        {"rules": {"DescribeJobs": {"throttle": 0.3, ...}}}
 POST   /_emulator/faults        replace the rules: {"rules": {...}, "seed": 7} or just {"<op>": {...}}
 DELETE /_emulator/faults        clear the rules
 GET    /_emulator/jobs          job and unit counts per status, process RSS
 POST   /_emulator/reset         forget all jobs (killing running attempts), counters and faults
+POST   /_emulator/restart       {"downtime": s}: answered 202, then an API outage of s seconds (see `restart`)
 """
 
 from __future__ import annotations
@@ -33,12 +35,19 @@ def rss_bytes() -> int:
 
 class Control:
     def __init__(
-        self, *, info: Callable[[], dict[str, Any]], engine: JobEngine, stats: CallStats, faults: FaultInjector
+        self,
+        *,
+        info: Callable[[], dict[str, Any]],
+        engine: JobEngine,
+        stats: CallStats,
+        faults: FaultInjector,
+        restart: Callable[[float], None] | None = None,
     ) -> None:
         self._info = info
         self._engine = engine
         self._stats = stats
         self._faults = faults
+        self._restart = restart
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
@@ -58,6 +67,8 @@ class Control:
             if method == "DELETE":
                 self._stats.reset()
                 return 200, {}
+        if route == "/stats/injected" and method == "GET":
+            return 200, self._stats.injected()
         if route == "/stats/reset" and method == "POST":
             self._stats.reset()
             return 200, {}
@@ -82,4 +93,15 @@ class Control:
             self._stats.reset()
             self._faults.set({})
             return 200, {}
+        if route == "/restart" and method == "POST" and self._restart is not None:
+            body = json.loads(read_body(environ) or b"{}")
+            downtime = body.get("downtime") if isinstance(body, dict) else None
+            if isinstance(downtime, bool) or not isinstance(downtime, int | float) or not 0 <= downtime <= 3600:
+                raise ValueError('body must be {"downtime": <seconds, 0..3600>}')
+            try:
+                # Returns once the listener is down; this request is already read, so its answer still goes out.
+                self._restart(float(downtime))
+            except RuntimeError as exc:
+                return 409, {"error": str(exc)}
+            return 202, {"downtime": downtime}
         return 404, {"error": f"no route {method} /_emulator{route}"}

@@ -124,20 +124,34 @@ def fault_response(service: str, fault: Fault) -> tuple[int, list[tuple[str, str
 
 
 class CallStats:
-    """Calls received per operation name (injected faults included), e.g. {"DescribeJobs": 12}."""
+    """Calls received per operation name (injected faults included), e.g. {"DescribeJobs": 12}, and the injected
+    faults among them per operation and kind, e.g. {"SubmitJob": {"throttle": 3, "error": 1}}."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
+        self._injected: Counter[tuple[str, str]] = Counter()
 
     def count(self, operation: str) -> None:
         with self._lock:
             self._counts[operation] += 1
 
+    def count_injected(self, operation: str, kind: str) -> None:
+        with self._lock:
+            self._injected[(operation, kind)] += 1
+
     def snapshot(self) -> dict[str, int]:
         with self._lock:
             return dict(self._counts)
 
+    def injected(self) -> dict[str, dict[str, int]]:
+        with self._lock:
+            out: dict[str, dict[str, int]] = {}
+            for (operation, kind), n in self._injected.items():
+                out.setdefault(operation, {})[kind] = n
+            return out
+
     def reset(self) -> None:
         with self._lock:
             self._counts.clear()
+            self._injected.clear()

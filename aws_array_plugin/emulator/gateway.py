@@ -70,6 +70,7 @@ class Gateway:
         if latency:
             time.sleep(latency)  # this request's own server thread; others are unaffected
         if fault is not None:
+            self._stats.count_injected(call.operation, fault.kind)
             status, headers, body = fault_response(call.service, fault)
             return respond(start_response, status, body, headers)
         path_unquoted = unquote(path)

@@ -26,6 +26,7 @@ from functools import partial
 from typing import Any, Protocol
 
 from . import listing, runtime, views
+from .capacity import Capacity
 from .errors import BatchClientError
 from .model import (
     FAILED,
@@ -96,11 +97,13 @@ class JobEngine:
         logs: LogSink,
         endpoint: Endpoint,
         workdir: str,
+        capacity: Capacity | None = None,
     ) -> None:
         if step < 0 or concurrency < 1:
             raise ValueError("step must be >= 0 and concurrency >= 1")
         self.step = step
         self.concurrency = concurrency
+        self.capacity = capacity or Capacity()
         self._logs = logs
         self._endpoint = endpoint
         self._workdir = workdir
@@ -220,6 +223,7 @@ class JobEngine:
                     summary_updated_at=now,
                 )
                 job.counts[SUBMITTED] = array_size
+            job.unfit = self.capacity.unfit_reason(spec.needs)
             self._jobs[job_id] = job
             self._by_queue.setdefault((spec.account, spec.region, spec.queue_arn), []).append(job)
             self._later(self.step, self._after_submitted, job)
@@ -295,6 +299,7 @@ class JobEngine:
                 "units": dict(zip(STATUS_NAMES, statuses, strict=True)),
                 "activeAttempts": len(self._active),
                 "concurrency": self.concurrency,
+                "capacity": self.capacity.to_json(),
             }
 
     # ---- lookups ---------------------------------------------------------------------------------------
@@ -383,6 +388,8 @@ class JobEngine:
                 self._make_runnable(job)
 
     def _make_runnable(self, job: Job) -> None:
+        """Queue the job for a slot; one that can never fit the compute environment stays RUNNABLE, unqueued,
+        with AWS's reason (a single job's own statusReason; an array's children show it, never the parent)."""
         due = self._ev.time() + self.step
         if isinstance(job, ArrayJob):
             job.status = PENDING  # parents never show RUNNABLE
@@ -390,10 +397,14 @@ class JobEngine:
             job.counts[RUNNABLE] += job.counts[SUBMITTED] + job.counts[PENDING]
             job.counts[SUBMITTED] = job.counts[PENDING] = 0
             job.summary_updated_at = now_ms()
-            self._runnable.append(_Queued(job, None, due))
+            if job.unfit is None:
+                self._runnable.append(_Queued(job, None, due))
         else:
             job.status = RUNNABLE
-            self._runnable.append(_Queued(job, -1, due))
+            if job.unfit is not None:
+                job.status_reason = job.unfit
+            else:
+                self._runnable.append(_Queued(job, -1, due))
         self._kick()
 
     def _dispatch(self) -> None:

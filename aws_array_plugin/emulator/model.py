@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .capacity import Requirements
+
 SUBMITTED, PENDING, RUNNABLE, STARTING, RUNNING, SUCCEEDED, FAILED = range(7)
 STATUS_NAMES: tuple[str, ...] = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
 STATUS_CODES: dict[str, int] = {name: code for code, name in enumerate(STATUS_NAMES)}
@@ -51,6 +53,8 @@ class JobSpec:
     platform_capabilities: tuple[str, ...] = ()
     share_identifier: str | None = None
     scheduling_priority: int | None = None
+    # vCPU, memory (MiB) and GPUs, checked against the compute environment.
+    needs: Requirements = field(default_factory=Requirements)
 
 
 @dataclass(slots=True)
@@ -91,6 +95,8 @@ class Job:
     stopped_at: int | None = None
     cancelled: bool = False
     terminated: bool = False
+    # Why it can never be placed (resources beyond the compute environment): it stays RUNNABLE with this reason.
+    unfit: str | None = None
 
     @property
     def arn(self) -> str:

@@ -16,10 +16,14 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .capacity import DEFAULT_MAX_VCPUS, Capacity
 from .faults import CallStats, FaultInjector, FaultRule, FaultSpec
 from .runtime import EMULATOR_KEY
+
+if TYPE_CHECKING:
+    from .listener import Listener
 
 HOST = "127.0.0.1"  # loopback only, never 0.0.0.0: jobs run arbitrary commands on this host
 DEFAULT_REGION = "us-east-1"
@@ -95,6 +99,9 @@ class Emulator:
         faults: FaultSpec | None = None,
         seed: int | None = None,
         workdir: str | None = None,
+        max_vcpus: float = DEFAULT_MAX_VCPUS,
+        gpus: int = 0,
+        max_memory_mib: int | None = None,
     ) -> None:
         self._port = port
         self._region = region
@@ -107,9 +114,9 @@ class Emulator:
         self._stats = CallStats()
         self._faults = FaultInjector(seed)
         self._faults.set(faults or {})  # validates early: a bad rule fails here, not half-way through start()
+        self._capacity = Capacity(max_vcpus=max_vcpus, gpus=gpus, max_memory_mib=max_memory_mib)
         self._info: EmulatorInfo | None = None
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
+        self._listener: Listener | None = None
         self._engine: Any = None
 
     # ---- lifecycle -------------------------------------------------------------------------------------
@@ -124,23 +131,19 @@ class Emulator:
             MotoRequestHandler,
             create_backend_app,
         )
-        from werkzeug.serving import make_server
 
         from .batch_api import BatchJobsApi
         from .control import Control
         from .gateway import Gateway
         from .jobs import JobEngine
+        from .listener import Listener
         from .moto_store import MotoLogSink
         from .provisioning import LOG_GROUP, provision
         from .runtime import Endpoint
 
-        class Handler(MotoRequestHandler):
-            def log_request(self, *args: Any, **kwargs: Any) -> None:
-                pass
-
         # Bind first (port 0 picks a free one); the app is set once the endpoint is known.
-        server = make_server(HOST, self._port, lambda e, s: [], threaded=True, request_handler=Handler)
-        port = int(server.server_address[1])
+        listener = Listener(HOST, self._port, lambda e, s: [], MotoRequestHandler)
+        port = listener.port
         if self._workdir is None:
             self._workdir = tempfile.mkdtemp(prefix="aws-array-plugin-emulator-")
             self._own_workdir = True
@@ -151,9 +154,16 @@ class Emulator:
             logs=MotoLogSink(),
             endpoint=Endpoint(url=endpoint, region=self._region),
             workdir=self._workdir,
+            capacity=self._capacity,
         )
-        control = Control(info=lambda: self.info.to_json(), engine=engine, stats=self._stats, faults=self._faults)
-        server.app = Gateway(
+        control = Control(
+            info=lambda: self.info.to_json(),
+            engine=engine,
+            stats=self._stats,
+            faults=self._faults,
+            restart=lambda downtime: self.restart(downtime, wait=False),
+        )
+        listener.app = Gateway(
             moto_app=DomainDispatcherApplication(create_backend_app),
             jobs_api=BatchJobsApi(engine),
             control=control,
@@ -161,7 +171,7 @@ class Emulator:
             faults=self._faults,
             default_region=self._region,
         )
-        self._server, self._engine = server, engine
+        self._listener, self._engine = listener, engine
         try:
             made = provision(self._region, queue=self._queue, bucket=self._bucket)
         except BaseException:
@@ -180,25 +190,18 @@ class Emulator:
             log_group=LOG_GROUP,
         )
         engine.start()
-        # A short poll interval: shutdown() waits for it.
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="aws-emulator-http", daemon=True
-        )
-        self._thread.start()
+        listener.start()
         return self._info
 
     def stop(self) -> None:
-        if self._thread is not None:  # shutdown() would wait forever for a loop that never ran
-            self._server.shutdown()
-            self._thread.join(timeout=10)
-        if self._server is not None:
-            self._server.server_close()
+        if self._listener is not None:
+            self._listener.stop()
         if self._engine is not None:
             self._engine.stop()
         if self._own_workdir and self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
-        self._server = self._thread = self._engine = self._info = None
+        self._listener = self._engine = self._info = None
 
     def __enter__(self) -> Emulator:
         self.start()
@@ -232,8 +235,12 @@ class Emulator:
         return self._faults.rules()
 
     def stats(self) -> dict[str, int]:
-        """Calls received per operation name since start or the last reset."""
+        """Calls received per operation name since start or the last reset (injected faults included)."""
         return self._stats.snapshot()
+
+    def injected(self) -> dict[str, dict[str, int]]:
+        """Calls answered with an injected fault, per operation and kind: `{"SubmitJob": {"throttle": 3}}`."""
+        return self._stats.injected()
 
     def reset_stats(self) -> None:
         self._stats.reset()
@@ -243,6 +250,28 @@ class Emulator:
             raise RuntimeError("emulator is not started")
         summary: dict[str, Any] = self._engine.summary()
         return summary
+
+    # ---- outages ---------------------------------------------------------------------------------------
+
+    def restart(self, downtime: float, *, wait: bool = True) -> None:
+        """An API outage: the endpoint stops answering (new connections are refused, idle keep-alive ones are
+        closed; requests already in progress are answered) and comes back after `downtime` s on the same port
+        with the same state. Jobs keep running meanwhile. Returns when the endpoint is back, or with
+        `wait=False` as soon as it is down. Raises RuntimeError if it is already down."""
+        if self._listener is None:
+            raise RuntimeError("emulator is not started")
+        self._listener.outage(downtime)
+        if wait and not self._listener.wait_up(downtime + 30):
+            raise RuntimeError("the endpoint did not come back")
+
+    @property
+    def is_up(self) -> bool:
+        """False during an outage (`restart`) and when stopped."""
+        return self._listener is not None and self._listener.is_up
+
+    def wait_up(self, timeout: float | None = None) -> bool:
+        """Wait until the endpoint answers again after an outage; False on timeout."""
+        return self._listener is not None and self._listener.wait_up(timeout)
 
     def reset_jobs(self) -> None:
         """Forget all jobs, killing running attempts (queues, definitions and S3 data stay)."""

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import moto_store
+from .capacity import requirements
 from .errors import BatchClientError
 from .model import JobSpec
 
@@ -148,6 +149,7 @@ def build_spec(account: str, region: str, body: Mapping[str, Any], payload_size:
     if priority is not None and (not isinstance(priority, int) or not 0 <= priority <= 9999):
         raise BatchClientError("schedulingPriorityOverride must be between 0 and 9999")
 
+    container = _container(props, overrides, command, env)
     log_config = props.get("logConfiguration") or {}
     awslogs = log_config.get("logDriver", "awslogs") == "awslogs"
     options = (log_config.get("options") or {}) if awslogs else {}
@@ -160,7 +162,7 @@ def build_spec(account: str, region: str, body: Mapping[str, Any], payload_size:
         ce_name=queue.ce_name,
         jd_name=str(jd["jobDefinitionName"]),
         jd_arn=str(jd["jobDefinitionArn"]),
-        container=_container(props, overrides, command, env),
+        container=container,
         command=command,
         environment=env,
         parameters=parameters,
@@ -176,5 +178,6 @@ def build_spec(account: str, region: str, body: Mapping[str, Any], payload_size:
         platform_capabilities=tuple(jd.get("platformCapabilities") or ()),
         share_identifier=body.get("shareIdentifier"),
         scheduling_priority=priority,
+        needs=requirements(container),
     )
     return spec, size

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from .model import (
     FAILED,
+    RUNNABLE,
     STATUS_NAMES,
     ArrayJob,
     Attempt,
@@ -134,6 +135,8 @@ def _child_record(job: ArrayJob, index: int) -> tuple[Run | None, _Record | None
     if job.child_status[index] == FAILED and job.child_cancel_reason is not None:
         # Cancelled before it was ever dispatched: the parent holds the shared reason and time.
         return None, Run(status_reason=job.child_cancel_reason, stopped_at=job.child_cancel_at, cancelled=True)
+    if job.child_status[index] == RUNNABLE and job.unfit is not None:
+        return None, Run(status_reason=job.unfit)  # can never be placed: AWS's reason on every RUNNABLE child
     return None, None
 
 
