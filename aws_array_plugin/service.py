@@ -280,12 +280,24 @@ class AgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: ignore[mi
             out = await outputs.assemble_array_outputs(self.d.store, meta.output_prefix, meta.size,
                                                        list(meta.output_names), self.d.config.outputs.read_concurrency)
             return await self._succeed(meta, out, verdict.message, links, custom)
-        if counts.running == 0 and counts.starting == 0 and counts.terminal == 0:
+        message = verdict.message
+        if counts.running == 0 and counts.starting == 0 and counts.terminal == 0 and meta.size > 1:
             for job in jobs:
-                blocked = await self._blocked_too_long(job)
-                if blocked:
-                    return _resource(Phase.FAILED, blocked, links=links, custom=custom)
-        return _resource(verdict.phase, verdict.message, links=links, custom=custom)
+                reason = await self.d.engine.blocked_children_reason(job)
+                if reason is None or job.child_blocked_since is None:
+                    continue
+                message = f"RUNNABLE: {reason}; {message}"
+                blocked_for = time.monotonic() - job.child_blocked_since
+                if phases.misconfigured_too_long(reason, blocked_for, self.d.config.status.misconfiguration_dwell):
+                    why = f"aws-array-plugin: children RUNNABLE for {int(blocked_for)}s with {reason}"
+                    await self.d.engine.terminate([j.job_id for j in jobs if not j.terminal], why)
+                    return _resource(Phase.FAILED, why, links=links, custom=custom)
+                break
+        elif meta.size == 1:
+            blocked = await self._blocked_too_long(jobs[0])
+            if blocked:
+                return _resource(Phase.FAILED, blocked, links=links, custom=custom)
+        return _resource(verdict.phase, message, links=links, custom=custom)
 
     def _links_array(self, meta: ResourceMeta, jobs: list[TrackedJob], children: list[dict[str, Any]]
                      ) -> list[execution_pb2.TaskLog]:

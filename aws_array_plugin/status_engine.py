@@ -69,6 +69,10 @@ class TrackedJob:
     failed_listed: int = 0
     running_children: list[dict[str, Any]] = field(default_factory=list)
     running_sampled_at: float = 0.0
+    # Why its RUNNABLE children wait (AWS puts the reason on them, never on the parent).
+    child_blocked_reason: str | None = None
+    child_blocked_since: float | None = None
+    child_reason_checked: float = -1e9
     # Array children are looked at on demand only, never refreshed in the background.
     background: bool = True
     # A describe of this job is queued or in flight.
@@ -326,6 +330,23 @@ class StatusEngine:
                     parent.failed_children[_child_index(d.detail)] = d.detail
             parent.failed_listed = max(parent.failed_listed, len(parent.failed_children), min(want, len(listed)))
         return [parent.failed_children[i] for i in sorted(parent.failed_children)]
+
+    async def blocked_children_reason(self, parent: TrackedJob) -> str | None:
+        """AWS's reason the array's queued children cannot start, looked up on one RUNNABLE child at most
+        once per refresh interval. Sets `child_blocked_since` when the reason first appears."""
+        now = self._clock()
+        if now - parent.child_reason_checked < self._cfg.refresh_interval:
+            return parent.child_blocked_reason
+        parent.child_reason_checked = now
+        resp = await self._api.call("list", "batch", "list_jobs", arrayJobId=parent.job_id, jobStatus="RUNNABLE",
+                                    maxResults=1)
+        summaries = resp.get("jobSummaryList", [])
+        reason = blocking_reason({"status": "RUNNABLE", "statusReason": summaries[0].get("statusReason")}
+                                 ) if summaries else None
+        if reason != parent.child_blocked_reason:
+            parent.child_blocked_reason = reason
+            parent.child_blocked_since = now if reason else None
+        return reason
 
     async def running_children(self, parent: TrackedJob, k: int, resample_after: float = 300.0) -> list[dict[str, Any]]:
         """A small sample of running children for log links, re-sampled at most every `resample_after`."""

@@ -267,3 +267,46 @@ async def test_get_task_logs_of_a_rejected_task_names_the_rejection(start_plugin
                 pass
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "secret 'aws-batch/api-token'" in (err.value.details() or "")
+
+
+async def test_long_runnable_with_a_misconfiguration_fails_after_the_dwell(start_plugin: StartPlugin, emu: Any) -> None:
+    from flyteidl.core import tasks_pb2
+
+    req = shell_request("awsbatch_minimal_task", "true", "needs-gpu")
+    req.template.container.resources.limits.add(name=tasks_pb2.Resources.GPU, value="1")  # the CE has no GPUs
+    config = {"status": {"refreshInterval": "1s", "maxStaleness": "0.5s", "misconfigurationDwell": "3s"}}
+    async with start_plugin(config, endpoint=emu.endpoint) as plugin:
+        meta = await create(plugin, req)
+        deadline = time.monotonic() + 20
+        while True:
+            first = await get(plugin, meta)
+            if "MISCONFIGURATION" in first.message or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        assert first.phase == Phase.QUEUED
+        assert "RUNNABLE: MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT" in first.message
+        res, _ = await poll(plugin, meta, timeout=30)
+        job = boto3.client("batch", **emu.info.client_kwargs()).describe_jobs(jobs=list(decode(meta).job_ids))["jobs"][0]
+    assert res.phase == Phase.FAILED
+    assert "RUNNABLE for" in res.message and "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT" in res.message
+    assert job["status"] == "FAILED"  # terminated, so it does not wait in the queue forever
+
+
+async def test_array_blocked_by_a_misconfiguration_says_why_and_fails_after_the_dwell(
+        start_plugin: StartPlugin, emu: Any) -> None:
+    from flyteidl.core import tasks_pb2
+
+    req = map_request("true", "map-needs-gpu", n=3)
+    req.template.container.resources.limits.add(name=tasks_pb2.Resources.GPU, value="1")
+    config = {"status": {"refreshInterval": "1s", "maxStaleness": "0.5s", "misconfigurationDwell": "3s"}}
+    async with start_plugin(config, endpoint=emu.endpoint) as plugin:
+        meta = await create(plugin, req)
+        deadline = time.monotonic() + 20
+        while True:
+            first = await get(plugin, meta, "container_array")
+            if "MISCONFIGURATION" in first.message or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.3)
+        assert first.phase == Phase.QUEUED and "RUNNABLE: MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT" in first.message
+        res, _ = await poll(plugin, meta, "container_array", timeout=30)
+    assert res.phase == Phase.FAILED and "children RUNNABLE for" in res.message
