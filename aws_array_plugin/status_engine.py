@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aws_array_plugin.aws_calls import AwsApi, AwsRequestError, AwsUnavailable
+from aws_array_plugin.background import cancel_and_wait
 from aws_array_plugin.config import StatusConfig
 from aws_array_plugin.metrics import Metrics
 from aws_array_plugin.phases import TERMINAL_STATUSES, blocking_reason
@@ -110,11 +110,7 @@ class StatusEngine:
                        asyncio.create_task(self._refresher(), name="status-refresher")]
 
     async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await cancel_and_wait(self._tasks)
 
     def __len__(self) -> int:
         return len(self._jobs)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aws_array_plugin.aws_calls import AwsApi, AwsRequestError, AwsUnavailable
+from aws_array_plugin.background import cancel_and_wait
 from aws_array_plugin.config import Config
 from aws_array_plugin.metrics import Metrics
 from aws_array_plugin.storage import S3Store, WriteConflict
@@ -104,11 +105,7 @@ class Submissions:
         self._tasks.append(asyncio.create_task(self._renewer(), name="claim-renewer"))
 
     async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await cancel_and_wait(self._tasks)
         # Hand queued claims over at once instead of letting them expire.
         for p in list(self._queue):
             p.record["claimedUntil"] = 0
