@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
     parser.add_argument("--port", type=int, default=8000, help="gRPC port (default 8000; 0 picks a free one)")
     parser.add_argument("--metrics-port", type=int, default=9090, help="Prometheus /metrics port (default 9090)")
+    parser.add_argument("--health-port", type=int, default=0,
+                        help="also serve only grpc.health.v1, in plaintext, on this port (for kubelet gRPC probes "
+                             "when the main port uses TLS; default: off)")
     parser.add_argument("--config", help="YAML config file (docs/configuration.md)")
     parser.add_argument("--log-level", default="INFO")
 
@@ -38,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
         log.error("%s", exc)
         return 2
     try:
-        asyncio.run(serve(config, host=args.host, port=args.port, metrics_port=args.metrics_port))
+        asyncio.run(serve(config, host=args.host, port=args.port, metrics_port=args.metrics_port,
+                          health_port=args.health_port or None))
     except RegionError as exc:
         log.error("%s", exc)
         return 2
@@ -74,6 +78,7 @@ class MetadataService:
 class RunningServer:
     port: int
     metrics_port: int
+    health_port: int | None
     stop: asyncio.Event
     deps: Any
 
@@ -92,7 +97,8 @@ def _credentials(config: Any) -> Any:
 
 
 async def serve(config: Any, *, host: str = "0.0.0.0", port: int = 8000, metrics_port: int = 9090,
-                stop: asyncio.Event | None = None, started: asyncio.Future[RunningServer] | None = None) -> None:
+                health_port: int | None = None, stop: asyncio.Event | None = None,
+                started: asyncio.Future[RunningServer] | None = None) -> None:
     """Run until SIGTERM/SIGINT (or `stop` is set). `started` receives the bound ports."""
     import grpc
     from flyteidl.service import agent_pb2 as service_pb2
@@ -139,10 +145,19 @@ async def serve(config: Any, *, host: str = "0.0.0.0", port: int = 8000, metrics
     address = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
     creds = _credentials(config)
     bound = server.add_secure_port(address, creds) if creds else server.add_insecure_port(address)
+    # The kubelet's gRPC probe cannot speak TLS: a plaintext port that serves nothing but health.
+    health_server = None
+    health_bound = None
+    if health_port is not None:
+        health_server = grpc.aio.server()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, health_server)
+        health_address = f"{host}:{health_port}" if ":" not in host else f"[{host}]:{health_port}"
+        health_bound = health_server.add_insecure_port(health_address)
+        await health_server.start()
     http_server, _ = start_http_server(metrics_port, addr=host, registry=metrics.registry)
     await server.start()
-    log.info("serving gRPC on %s:%d%s, metrics on :%d, region %s", host, bound, " (TLS)" if creds else "",
-             http_server.server_port, api.region)
+    log.info("serving gRPC on %s:%d%s, metrics on :%d, region %s%s", host, bound, " (TLS)" if creds else "",
+             http_server.server_port, api.region, f", plaintext health on :{health_bound}" if health_bound else "")
 
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -150,7 +165,7 @@ async def serve(config: Any, *, host: str = "0.0.0.0", port: int = 8000, metrics
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread (tests)
             loop.add_signal_handler(sig, stop.set)
     if started is not None and not started.done():
-        started.set_result(RunningServer(bound, http_server.server_port, stop, deps))
+        started.set_result(RunningServer(bound, http_server.server_port, health_bound, stop, deps))
     try:
         await stop.wait()
     finally:
@@ -158,6 +173,8 @@ async def serve(config: Any, *, host: str = "0.0.0.0", port: int = 8000, metrics
         for name in ["", *services]:
             await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await server.stop(s.grace_period)
+        if health_server is not None:
+            await health_server.stop(None)
         await submissions.stop()
         await engine.stop()
         await api.close()

@@ -92,3 +92,64 @@ def test_bad_config_is_a_clear_error(tmp_path: Path) -> None:
     assert out.returncode == 2
     assert "defaultQeue: unknown key" in out.stderr
     assert "rateLimits.submit.rate" in out.stderr
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = tmp_path / "tls.crt", tmp_path / "tls.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+async def test_tls_port_with_a_plaintext_health_port(aws: Aws, tmp_path: Path) -> None:
+    from aws_array_plugin.config import load_config
+    from aws_array_plugin.server import RunningServer, serve
+
+    cert, key = _self_signed(tmp_path)
+    cfg = load_config({"defaultQueue": "default", "server": {"tlsCertFile": str(cert), "tlsKeyFile": str(key)}})
+    started: asyncio.Future[RunningServer] = asyncio.get_running_loop().create_future()
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(cfg, host="127.0.0.1", port=0, metrics_port=0, health_port=0, stop=stop,
+                                     started=started))
+    running = await asyncio.wait_for(started, 30)
+    try:
+        creds = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
+        async with grpc.aio.secure_channel(f"localhost:{running.port}", creds) as ch:
+            agents = await agent_pb2_grpc.AgentMetadataServiceStub(ch).ListAgents(agent_pb2.ListAgentsRequest(),
+                                                                                  timeout=5)
+            assert len(agents.agents) == 1
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as ch:
+            try:
+                await agent_pb2_grpc.AgentMetadataServiceStub(ch).ListAgents(agent_pb2.ListAgentsRequest(), timeout=3)
+                raise AssertionError("a plaintext call to the TLS port succeeded")
+            except grpc.aio.AioRpcError as exc:
+                assert exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+        assert running.health_port
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.health_port}") as ch:
+            status = await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5)
+            assert status.status == health_pb2.HealthCheckResponse.SERVING
+            try:  # nothing but health there
+                await agent_pb2_grpc.AgentMetadataServiceStub(ch).ListAgents(agent_pb2.ListAgentsRequest(), timeout=3)
+                raise AssertionError("the health port served ListAgents")
+            except grpc.aio.AioRpcError as exc:
+                assert exc.code() == grpc.StatusCode.UNIMPLEMENTED
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)

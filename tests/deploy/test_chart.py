@@ -152,7 +152,7 @@ def test_dockerfile_entrypoint_is_serve_with_the_chart_default_ports() -> None:
     assert len(bases) == 1 and re.fullmatch(r"python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?", bases[0])
     assert "--constraint requirements/constraints.txt" in text
     values = _values_yaml()
-    assert values["ports"] == {"grpc": 8000, "metrics": 9090}
+    assert values["ports"] == {"grpc": 8000, "metrics": 9090, "health": 8081}
     assert values["podSecurityContext"]["runAsUser"] == 65532
 
 
@@ -238,14 +238,17 @@ def test_rendered_config_passes_config_check(
     }
 
 
-def test_tls_mounts_the_secret_and_probes_tcp(full_render: Rendered) -> None:
+def test_tls_mounts_the_secret_and_probes_the_plaintext_health_port(full_render: Rendered) -> None:
     pod = full_render.get("Deployment")["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert {"name": "tls", "secret": {"secretName": "aws-array-plugin-tls"}} in pod["volumes"]
     assert {"name": "tls", "mountPath": "/etc/aws-array-plugin-tls", "readOnly": True} in container["volumeMounts"]
-    # The kubelet's gRPC probe cannot do TLS.
-    assert container["readinessProbe"]["tcpSocket"] == {"port": "grpc"}
-    assert "grpc" not in container["readinessProbe"]
+    # The kubelet's gRPC probe cannot do TLS: it checks the health-only plaintext port the server opens.
+    assert container["readinessProbe"]["grpc"] == {"port": 8081}
+    assert container["livenessProbe"]["grpc"] == {"port": 8081}
+    args = container["args"]
+    assert args[args.index("--health-port") + 1] == "8081"
+    assert {"name": "health", "containerPort": 8081, "protocol": "TCP"} in container["ports"]
     assert "propeller 1.16 presents none" in full_render.notes
 
 
