@@ -95,6 +95,8 @@ class StatusEngine:
         self._metrics = metrics
         self._clock = clock
         self._jobs: OrderedDict[str, TrackedJob] = OrderedDict()
+        # Background-refreshed jobs, least recently described first (for topping up partial batches).
+        self._by_fetch: OrderedDict[str, TrackedJob] = OrderedDict()
         self._waiting: dict[str, asyncio.Future[None]] = {}
         self._queued: list[str] = []
         self._kick = asyncio.Event()
@@ -152,7 +154,8 @@ class StatusEngine:
             job = TrackedJob(job_id, requested_at=self._clock())
             self._jobs[job_id] = job
             while len(self._jobs) > self._cfg.max_tracked_jobs:
-                self._jobs.popitem(last=False)
+                evicted, _ = self._jobs.popitem(last=False)
+                self._by_fetch.pop(evicted, None)
         else:
             self._jobs.move_to_end(job_id)
         return job
@@ -192,11 +195,10 @@ class StatusEngine:
         now = self._clock()
         half = self._cfg.refresh_interval * 0.5
         extra: list[str] = []
-        for job in self._jobs.values():
-            if len(extra) >= room:
-                break
-            if (job.background and not job.terminal and not job.refreshing and job.job_id not in taken
-                    and now - job.fetched_at >= half):
+        for job in self._by_fetch.values():
+            if len(extra) >= room or now - job.fetched_at < half:
+                break  # ordered by last describe: the rest are fresher
+            if job.background and not job.terminal and not job.refreshing and job.job_id not in taken:
                 job.refreshing = True
                 extra.append(job.job_id)
         return extra
@@ -233,6 +235,11 @@ class StatusEngine:
     def _update(self, job: TrackedJob, detail: dict[str, Any], now: float) -> None:
         job.detail = slim(detail)
         job.fetched_at = now
+        if job.background and not job.terminal:
+            self._by_fetch[job.job_id] = job
+            self._by_fetch.move_to_end(job.job_id)
+        else:
+            self._by_fetch.pop(job.job_id, None)
         job.error = None
         job.missing_since = None
         reason = blocking_reason(job.detail)
@@ -256,6 +263,7 @@ class StatusEngine:
         idle = [i for i, j in self._jobs.items() if now - j.requested_at > self._cfg.idle_eviction]
         for i in idle:
             del self._jobs[i]
+            self._by_fetch.pop(i, None)
         due = [i for i, j in self._jobs.items()
                if j.background and not j.terminal and now - j.fetched_at >= self._cfg.refresh_interval * 0.5]
         for i in due:

@@ -137,8 +137,13 @@ class Submissions:
             self._metrics.submissions.labels(task_type, "deduplicated").inc()
             return await self.resolve(output_prefix, deadline)
         pending = _Pending(uri, record, etag, recover=False, task_type=task_type)
+        ahead = self.backlog
         self._enqueue(pending)
         wait = self._config.create_wait
+        if self._expected_wait(ahead) > wait:
+            # Behind a backlog it will not be submitted in time anyway: answer now, as "waiting to submit".
+            self._metrics.submissions.labels(task_type, "queued").inc()
+            return Waiting(self._position(pending), "waiting for a SubmitJob slot")
         if deadline is not None:
             wait = max(0.0, min(wait, deadline - time.monotonic()))
         try:
