@@ -268,7 +268,8 @@ class AgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: ignore[mi
         counts = phases.array_counts(parts)
         verdict = phases.array_verdict(counts, meta.min_successes)
         custom = {"children": counts.as_dict(), "minSuccesses": meta.min_successes}
-        failed_children = await self._failed_children(meta, jobs, counts.failed) if counts.failed else []
+        final = verdict.phase == Phase.FAILED
+        failed_children = await self._failed_children(meta, jobs, counts.failed, final) if counts.failed else []
         if verdict.phase == Phase.FAILED:
             unfinished = [j.job_id for j in jobs if not j.terminal]
             if unfinished:
@@ -283,7 +284,7 @@ class AgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: ignore[mi
         message = verdict.message
         if counts.running == 0 and counts.starting == 0 and counts.terminal == 0 and meta.size > 1:
             for job in jobs:
-                reason = await self.d.engine.blocked_children_reason(job)
+                reason = self.d.engine.blocked_children_reason(job)
                 if reason is None or job.child_blocked_since is None:
                     continue
                 message = f"RUNNABLE: {reason}; {message}"
@@ -315,7 +316,7 @@ class AgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: ignore[mi
         return links
 
     async def _failed_children(self, meta: ResourceMeta, jobs: list[TrackedJob],
-                               failed: int) -> list[dict[str, Any]]:
+                               failed: int, wait: bool) -> list[dict[str, Any]]:
         """Failed children with their global index in arrayProperties.index."""
         if meta.size == 1:
             detail = dict(jobs[0].detail or {})
@@ -330,7 +331,7 @@ class AgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: ignore[mi
             n = int(summary.get("FAILED", 0)) if job.status != "FAILED" else int(summary.get("FAILED", chunk.size))
             if n <= 0:
                 continue
-            for child in await self.d.engine.failed_children(job, n, limit):
+            for child in await self.d.engine.failed_children(job, n, limit, wait=wait):
                 c = dict(child)
                 local = (c.get("arrayProperties") or {}).get("index")
                 if local is None:
@@ -339,7 +340,8 @@ class AgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: ignore[mi
                 result.append(c)
         return result
 
-    async def _running_children(self, meta: ResourceMeta, jobs: list[TrackedJob], running: int) -> list[dict[str, Any]]:
+    async def _running_children(self, meta: ResourceMeta, jobs: list[TrackedJob],
+                                running: int) -> list[dict[str, Any]]:
         k = self.d.config.status.running_child_links
         if running <= 0 or k <= 0 or meta.size == 1:
             return []

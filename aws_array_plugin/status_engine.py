@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,6 +104,7 @@ class StatusEngine:
         self._inflight = asyncio.Semaphore(4)
         self._describing: set[asyncio.Task[None]] = set()
         self._served_age = 0.0
+        self._child_lookups: dict[str, asyncio.Task[None]] = {}
         self.describe_calls = 0
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -112,7 +113,7 @@ class StatusEngine:
                        asyncio.create_task(self._refresher(), name="status-refresher")]
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._tasks)
+        await cancel_and_wait([*self._tasks, *self._child_lookups.values()])
 
     def __len__(self) -> int:
         return len(self._jobs)
@@ -310,38 +311,64 @@ class StatusEngine:
             if job is not None:
                 job.terminated = reason
 
-    async def failed_children(self, parent: TrackedJob, failed_count: int, limit: int) -> list[dict[str, Any]]:
-        """Failed children of an array (up to `limit`), listed only when the failed count grew, then
-        described for their log streams. Returns the known ones, by index."""
+    # -- array children: looked up in the background, so a GetTask never waits on them -------------------
+    def _in_background(self, key: str, make: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+        task = self._child_lookups.get(key)
+        if task is None or task.done():
+            task = asyncio.create_task(self._quietly(make()), name=f"children-{key}")
+            self._child_lookups[key] = task
+            task.add_done_callback(lambda t: self._child_lookups.pop(key, None)
+                                   if self._child_lookups.get(key) is t else None)
+        return task
+
+    async def _quietly(self, lookup: Awaitable[None]) -> None:
+        try:
+            await lookup
+        except (AwsUnavailable, AwsRequestError) as exc:
+            log.info("array children lookup postponed: %s", exc)
+
+    async def failed_children(self, parent: TrackedJob, failed_count: int, limit: int, *,
+                              wait: bool = False) -> list[dict[str, Any]]:
+        """Failed children of an array (up to `limit`), listed when the failed count grew, then described
+        for their log streams. Returns the ones known now, by index; `wait` waits for the lookup (for a
+        final failure summary)."""
         want = min(failed_count, limit)
         if parent.failed_listed < want:
-            token: str | None = None
-            listed: list[dict[str, Any]] = []
-            while len(listed) < want:
-                params: dict[str, Any] = {"arrayJobId": parent.job_id, "jobStatus": "FAILED",
-                                          "maxResults": min(100, max(1, want))}
-                if token:
-                    params["nextToken"] = token
-                resp = await self._api.call("list", "batch", "list_jobs", **params)
-                listed.extend(resp.get("jobSummaryList", []))
-                token = resp.get("nextToken")
-                if not token:
-                    break
-            new_ids = [s["jobId"] for s in listed if _child_index(s) not in parent.failed_children][:want]
-            details = await self.jobs(new_ids, background=False)
-            for d in details:
-                if d.detail is not None:
-                    parent.failed_children[_child_index(d.detail)] = d.detail
-            parent.failed_listed = max(parent.failed_listed, len(parent.failed_children), min(want, len(listed)))
+            task = self._in_background(f"{parent.job_id}/failed", lambda: self._list_failed(parent, want))
+            if wait:
+                await asyncio.wait([task], timeout=self._cfg.answer_timeout * 5)
         return [parent.failed_children[i] for i in sorted(parent.failed_children)]
 
-    async def blocked_children_reason(self, parent: TrackedJob) -> str | None:
+    async def _list_failed(self, parent: TrackedJob, want: int) -> None:
+        token: str | None = None
+        listed: list[dict[str, Any]] = []
+        while len(listed) < want:
+            params: dict[str, Any] = {"arrayJobId": parent.job_id, "jobStatus": "FAILED",
+                                      "maxResults": min(100, max(1, want))}
+            if token:
+                params["nextToken"] = token
+            resp = await self._api.call("list", "batch", "list_jobs", **params)
+            listed.extend(resp.get("jobSummaryList", []))
+            token = resp.get("nextToken")
+            if not token:
+                break
+        new_ids = [s["jobId"] for s in listed if _child_index(s) not in parent.failed_children][:want]
+        details = await self.jobs(new_ids, background=False)
+        for d in details:
+            if d.detail is not None:
+                parent.failed_children[_child_index(d.detail)] = d.detail
+        parent.failed_listed = max(parent.failed_listed, len(parent.failed_children), min(want, len(listed)))
+
+    def blocked_children_reason(self, parent: TrackedJob) -> str | None:
         """AWS's reason the array's queued children cannot start, looked up on one RUNNABLE child at most
-        once per refresh interval. Sets `child_blocked_since` when the reason first appears."""
+        once per refresh interval (in the background). `child_blocked_since` marks when it first appeared."""
         now = self._clock()
-        if now - parent.child_reason_checked < self._cfg.refresh_interval:
-            return parent.child_blocked_reason
-        parent.child_reason_checked = now
+        if now - parent.child_reason_checked >= self._cfg.refresh_interval:
+            parent.child_reason_checked = now
+            self._in_background(f"{parent.job_id}/blocked", lambda: self._check_blocked(parent))
+        return parent.child_blocked_reason
+
+    async def _check_blocked(self, parent: TrackedJob) -> None:
         resp = await self._api.call("list", "batch", "list_jobs", arrayJobId=parent.job_id, jobStatus="RUNNABLE",
                                     maxResults=1)
         summaries = resp.get("jobSummaryList", [])
@@ -349,23 +376,29 @@ class StatusEngine:
                                  ) if summaries else None
         if reason != parent.child_blocked_reason:
             parent.child_blocked_reason = reason
-            parent.child_blocked_since = now if reason else None
-        return reason
+            parent.child_blocked_since = self._clock() if reason else None
 
     async def running_children(self, parent: TrackedJob, k: int, resample_after: float = 300.0) -> list[dict[str, Any]]:
-        """A small sample of running children for log links, re-sampled at most every `resample_after`."""
+        """A small sample of running children for log links, re-sampled in the background at most every
+        `resample_after` seconds. Only the very first sample is waited for (briefly): propeller publishes
+        links with the first RUNNING answer, not with later answers in the same phase."""
         now = self._clock()
-        if k <= 0:
-            return []
-        if parent.running_children and now - parent.running_sampled_at < resample_after:
-            return parent.running_children
+        if k > 0 and (not parent.running_children or now - parent.running_sampled_at >= resample_after):
+            first = parent.running_sampled_at == 0.0 and not parent.running_children
+            parent.running_sampled_at = now
+            task = self._in_background(f"{parent.job_id}/running", lambda: self._sample_running(parent, k))
+            if first:
+                await asyncio.wait([task], timeout=self._cfg.answer_timeout)
+        return parent.running_children[:k]
+
+    async def _sample_running(self, parent: TrackedJob, k: int) -> None:
         resp = await self._api.call("list", "batch", "list_jobs", arrayJobId=parent.job_id, jobStatus="RUNNING",
                                     maxResults=k)
         ids = [s["jobId"] for s in resp.get("jobSummaryList", [])][:k]
         details = await self.jobs(ids, background=False)
         parent.running_children = [d.detail for d in details if d.detail is not None]
-        parent.running_sampled_at = now
-        return parent.running_children
+        if not parent.running_children:
+            parent.running_sampled_at = -1e9  # none seen running yet: look again next time, without waiting
 
 
 def _child_index(detail: dict[str, Any]) -> int:
