@@ -136,8 +136,6 @@ class AgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: ignore[mi
             raise
         if isinstance(outcome, Submitted):
             meta.job_ids.extend(outcome.job_ids)
-            for job_id in outcome.job_ids:
-                self.d.engine.seed(job_id)
         elif isinstance(outcome, Refused):
             meta.rejection = outcome.message
         return meta

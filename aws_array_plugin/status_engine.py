@@ -126,6 +126,10 @@ class StatusEngine:
             job.detail = {"jobId": job_id, "status": status}
             job.fetched_at = self._clock()
 
+    def seed_all(self, job_ids: Iterable[str]) -> None:
+        for job_id in job_ids:
+            self.seed(job_id)
+
     async def jobs(self, job_ids: Iterable[str], *, background: bool = True) -> list[TrackedJob]:
         """Fresh-enough state of each job; waits for one coalesced DescribeJobs when needed. When AWS
         fails, jobs keep their last known detail and carry `error`."""

@@ -21,6 +21,7 @@ import socket
 import time
 import uuid
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,8 +83,11 @@ def _now() -> float:
 
 
 class Submissions:
-    def __init__(self, api: AwsApi, store: S3Store, config: Config, metrics: Metrics) -> None:
+    def __init__(self, api: AwsApi, store: S3Store, config: Config, metrics: Metrics,
+                 on_submitted: Callable[[list[str]], None] | None = None) -> None:
         self._api = api
+        # Told about every job this replica submits (the status engine then knows it without a describe).
+        self._on_submitted = on_submitted
         self._store = store
         self._config = config.submission
         self._metrics = metrics
@@ -319,6 +323,8 @@ class Submissions:
             job_ids[i] = str(resp["jobId"])
         ids = [str(i) for i in job_ids]
         self._metrics.submissions.labels(pending.task_type, "submitted").inc()
+        if self._on_submitted is not None:
+            self._on_submitted(ids)
         return await self._record_final(pending, {**record, "jobIds": ids, "state": SUBMITTED}) or Submitted(ids)
 
     async def _record_final(self, pending: _Pending, record: dict[str, Any]) -> Resolution | None:
