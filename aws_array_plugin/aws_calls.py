@@ -128,16 +128,24 @@ class AwsApi:
         *,
         max_attempts: int = 6,
         deadline: float | None = None,
+        retry_timeouts: bool = True,
         **params: Any,
     ) -> dict[str, Any]:
         """Call `operation` (snake_case) with `params`. `deadline` is a time.monotonic() instant after
-        which no new attempt starts."""
+        which no new attempt starts (nor a wait for the limiter ends). `retry_timeouts=False` for calls
+        that must not be repeated blindly when the request may have reached AWS."""
         limiter = self.limiters[call_class]
         method = getattr(self._clients[service], operation)
         attempt = 0
         while True:
             attempt += 1
-            await limiter.acquire()
+            if deadline is not None:
+                try:
+                    await asyncio.wait_for(limiter.acquire(), max(0.0, deadline - time.monotonic()))
+                except TimeoutError:
+                    raise AwsUnavailable(operation, "paced", "no rate-limit slot before the deadline") from None
+            else:
+                await limiter.acquire()
             started = time.monotonic()
             try:
                 result: dict[str, Any] = await method(**params)
@@ -154,6 +162,8 @@ class AwsApi:
                     raise AwsRequestError(operation, code, msg, status) from exc
                 if outcome in ("throttled", "server_error"):
                     limiter.on_throttle()
+                if outcome == "timeout" and not retry_timeouts:
+                    raise AwsUnavailable(operation, outcome, code or str(exc)) from exc
                 delay = full_jitter_backoff(attempt)
                 out_of_time = deadline is not None and time.monotonic() + delay >= deadline
                 if attempt >= max_attempts or out_of_time:

@@ -69,6 +69,9 @@ class AgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: ignore[mi
     def __init__(self, deps: Deps) -> None:
         self.d = deps
         self._finished: OrderedDict[str, bytes] = OrderedDict()
+        # The last answer of each unfinished task: what GetTask repeats (marked stale) when AWS fails.
+        self._last: OrderedDict[str, bytes] = OrderedDict()
+        self._failing_since: dict[str, float] = {}
 
     async def _measured(self, method: str, task_type: str, body: Callable[[], Awaitable[_T]]) -> _T:
         started = time.monotonic()
@@ -164,11 +167,24 @@ class AgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: ignore[mi
             resource = await self._get_status(meta)
         except (AwsUnavailable, AwsRequestError) as exc:
             self.d.metrics.stale_answers.inc()
-            return _resource(Phase.QUEUED, f"status not available yet, retrying (AWS: {exc})")
+            last = self._last.get(meta.output_prefix)
+            if last is None:
+                return _resource(Phase.QUEUED, f"status not available yet, retrying (AWS: {exc})")
+            stale = agent_pb2.Resource.FromString(last)
+            stale.message = f"{stale.message} [status may be stale: AWS: {exc}]"
+            return stale
+        key = meta.output_prefix
         if resource.phase in phases.TERMINAL_PHASES:
-            self._finished[meta.output_prefix] = resource.SerializeToString()
+            self._finished[key] = resource.SerializeToString()
+            self._last.pop(key, None)
+            self._failing_since.pop(key, None)
             while len(self._finished) > 2000:
                 self._finished.popitem(last=False)
+        else:
+            self._last[key] = resource.SerializeToString()
+            self._last.move_to_end(key)
+            while len(self._last) > 20_000:
+                self._last.popitem(last=False)
         return resource
 
     async def _job_ids(self, meta: ResourceMeta) -> list[str] | agent_pb2.Resource:
@@ -200,6 +216,8 @@ class AgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: ignore[mi
             if gone:
                 return _resource(Phase.RETRYABLE_FAILED,
                                  f"AWS Batch does not know job {gone[0].job_id} in {meta.region} (expired or deleted)")
+            if any(j.refreshing for j in jobs):
+                return _resource(Phase.QUEUED, "submitted; waiting for AWS Batch to describe the job")
             return _resource(Phase.QUEUED, "submitted; AWS Batch does not list the job yet")
         if meta.kind == SINGLE:
             resource = await self._single(meta, jobs[0])
@@ -266,12 +284,19 @@ class AgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: ignore[mi
         counts = phases.array_counts(parts)
         verdict = phases.array_verdict(counts, meta.min_successes)
         custom = {"children": counts.as_dict(), "minSuccesses": meta.min_successes}
-        final = verdict.phase == Phase.FAILED
+        final = verdict.phase in (Phase.FAILED, Phase.SUCCEEDED)  # a final answer names the failed children
         failed_children = await self._failed_children(meta, jobs, counts.failed, final) if counts.failed else []
         if verdict.phase == Phase.FAILED:
             unfinished = [j.job_id for j in jobs if not j.terminal]
             if unfinished:
                 await self.d.engine.terminate(unfinished, f"aws-array-plugin: {verdict.message}"[:1000])
+            # The outcome (permanent or retryable) depends on why the children failed: wait (a bounded
+            # time) until they are known rather than guess; the answer is final once given.
+            since = self._failing_since.setdefault(meta.output_prefix, time.monotonic())
+            known_enough = len(failed_children) >= min(counts.failed, self.d.config.status.failed_child_details)
+            if meta.size > 1 and not known_enough and time.monotonic() - since < 120:
+                return _resource(Phase.RUNNING, f"{verdict.message}; collecting the failed children's errors",
+                                 links=self._links_array(meta, jobs, failed_children), custom=custom)
             return await self._array_failure(meta, jobs, verdict.message, failed_children, custom)
         running = await self._running_children(meta, jobs, counts.running)
         links = self._links_array(meta, jobs, failed_children + running)

@@ -361,7 +361,8 @@ class StatusEngine:
         for d in details:
             if d.detail is not None:
                 parent.failed_children[_child_index(d.detail)] = d.detail
-        parent.failed_listed = max(parent.failed_listed, len(parent.failed_children), min(want, len(listed)))
+        # Children whose describe failed are looked up again next time.
+        parent.failed_listed = len(parent.failed_children)
 
     def blocked_children_reason(self, parent: TrackedJob) -> str | None:
         """AWS's reason the array's queued children cannot start, looked up on one RUNNABLE child at most

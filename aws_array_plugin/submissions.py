@@ -75,6 +75,8 @@ class _Pending:
     etag: str
     recover: bool
     task_type: str = ""
+    job_ids: list[str | None] | None = None  # as submitted so far
+    announced: bool = False
     done: asyncio.Future[Resolution] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -213,6 +215,10 @@ class Submissions:
                 self._by_uri.pop(uri, None)
                 self._finish(mine, Refused(reason))
             self._remember(uri, Refused(reason))
+            if mine is None:
+                # The owner is another replica, maybe a dead one whose SubmitJob reached AWS unrecorded.
+                found = await self._find_existing(record.get("requests", []))
+                ids = list(dict.fromkeys([*ids, *found.values()]))
             return ids
         raise AwsUnavailable("put_object", "conflict", "submission record kept changing")
 
@@ -261,6 +267,7 @@ class Submissions:
                     log.warning("submission of %s postponed: %s", pending.uri, exc)
                 else:
                     log.exception("submission of %s failed unexpectedly; will retry", pending.uri)
+                pending.recover = True
                 await asyncio.sleep(1.0)
                 self._active.discard(pending)
                 if pending.uri in self._by_uri:  # not cancelled or lost meanwhile: back to the head
@@ -289,8 +296,11 @@ class Submissions:
             await asyncio.sleep(max(1.0, self._config.claim_timeout / 6))
             for pending in [*self._queue, *self._active]:
                 expiring = float(pending.record["claimedUntil"]) - _now() < self._config.claim_timeout / 2
-                if expiring and not await self._renew(pending):
-                    self._drop_lost(pending)
+                try:
+                    if expiring and not await self._renew(pending):
+                        self._drop_lost(pending)
+                except (AwsUnavailable, AwsRequestError) as exc:
+                    log.warning("could not renew the claim on %s: %s", pending.uri, exc)
 
     def _drop_lost(self, pending: _Pending) -> None:
         if pending in self._active:
@@ -301,31 +311,62 @@ class Submissions:
         self._finish(pending, Waiting(None, "submission handled by another replica"))
 
     async def _submit(self, pending: _Pending) -> Resolution:
-        if float(pending.record["claimedUntil"]) - _now() < self._margin and not await self._renew(pending):
-            obj = await self._store.read(pending.uri)
-            outcome = _outcome(json.loads(obj.data)) if obj else None
-            return outcome or Waiting(None, "submission handled by another replica")
-        record = pending.record
-        job_ids: list[str | None] = list(record["jobIds"])
-        if pending.recover:
-            found = await self._find_existing(record["requests"])
-            job_ids = [job_ids[i] or found.get(r["jobName"]) for i, r in enumerate(record["requests"])]
-        for i, request in enumerate(record["requests"]):
-            if job_ids[i]:
-                continue
-            try:
-                resp = await self._api.call("submit", "batch", "submit_job", **request)
-            except AwsRequestError as exc:
-                message = f"AWS Batch rejected the job: {exc.code}: {exc.message}"
-                self._metrics.submissions.labels(pending.task_type, "failed").inc()
-                await self._record_final(pending, {**record, "jobIds": job_ids, "state": FAILED, "message": message})
-                return Refused(message)
-            job_ids[i] = str(resp["jobId"])
+        if pending.job_ids is None:
+            # Kept on the pending item: after a failed record write, a retry rewrites the record only.
+            pending.job_ids = list(pending.record["jobIds"])
+        if pending.recover and not all(pending.job_ids):
+            # A previous owner, or our own attempt that failed midway (a SubmitJob may have reached AWS
+            # without its answer reaching us), may have created jobs: find them by name first.
+            found = await self._find_existing(pending.record["requests"])
+            pending.job_ids = [pending.job_ids[i] or found.get(r["jobName"])
+                               for i, r in enumerate(pending.record["requests"])]
+            pending.recover = False
+        job_ids = pending.job_ids
+        if not all(job_ids):
+            # Right before SubmitJob the record must still be ours and pending: a DeleteTask, or a takeover,
+            # on any replica changes it, and the conditional write then fails.
+            if not await self._renew(pending):
+                return await self._settle_lost(pending)
+            for i, request in enumerate(pending.record["requests"]):
+                if job_ids[i]:
+                    continue
+                try:
+                    # No blind retry after a timeout: the job may exist; the worker looks it up by name instead.
+                    resp = await self._api.call("submit", "batch", "submit_job", retry_timeouts=False, **request)
+                except AwsRequestError as exc:
+                    message = f"AWS Batch rejected the job: {exc.code}: {exc.message}"
+                    self._metrics.submissions.labels(pending.task_type, "failed").inc()
+                    final = {**pending.record, "jobIds": job_ids, "state": FAILED, "message": message}
+                    return await self._record_final(pending, final) or Refused(message)
+                job_ids[i] = str(resp["jobId"])
         ids = [str(i) for i in job_ids]
-        self._metrics.submissions.labels(pending.task_type, "submitted").inc()
-        if self._on_submitted is not None:
-            self._on_submitted(ids)
-        return await self._record_final(pending, {**record, "jobIds": ids, "state": SUBMITTED}) or Submitted(ids)
+        if not pending.announced:
+            pending.announced = True
+            self._metrics.submissions.labels(pending.task_type, "submitted").inc()
+            if self._on_submitted is not None:
+                self._on_submitted(ids)
+        final = {**pending.record, "jobIds": ids, "state": SUBMITTED}
+        return await self._record_final(pending, final) or Submitted(ids)
+
+    async def _settle_lost(self, pending: _Pending) -> Resolution:
+        """Our claim is gone: cancelled by DeleteTask (terminate what we submitted) or taken over."""
+        obj = await self._store.read(pending.uri)
+        current = json.loads(obj.data) if obj else {}
+        if current.get("state") == CANCELLED:
+            await self._terminate_known(pending, current)
+            if obj is not None and any(pending.job_ids or []):
+                current["jobIds"] = pending.job_ids
+                with contextlib.suppress(WriteConflict):
+                    await self._store.write(pending.uri, _dump(current), if_match=obj.etag,
+                                            content_type="application/json")
+        return _outcome(current) or Waiting(None, "submission handled by another replica")
+
+    async def _terminate_known(self, pending: _Pending, record: dict[str, Any]) -> None:
+        # An AWS failure here propagates: the worker retries, and terminating twice is harmless.
+        reason = str(record.get("message", "Aborted by Flyte"))
+        for job_id in pending.job_ids or []:
+            if job_id:
+                await self._api.call("terminate", "batch", "terminate_job", jobId=job_id, reason=reason)
 
     async def _record_final(self, pending: _Pending, record: dict[str, Any]) -> Resolution | None:
         """Persist the outcome. If DeleteTask cancelled meanwhile, terminate what was just submitted."""
@@ -339,17 +380,8 @@ class Submissions:
                 obj = await self._store.read(pending.uri)
                 if obj is None:
                     return None
-                current = json.loads(obj.data)
-                if current.get("state") == CANCELLED:
-                    for job_id in record.get("jobIds", []):
-                        if job_id:
-                            await self._api.call("terminate", "batch", "terminate_job", jobId=job_id,
-                                                 reason=str(current.get("message", "Aborted by Flyte")))
-                    current["jobIds"] = record.get("jobIds", [])
-                    with contextlib.suppress(WriteConflict):
-                        await self._store.write(pending.uri, _dump(current), if_match=obj.etag,
-                                                content_type="application/json")
-                    return Refused(str(current.get("message", "cancelled")))
+                if json.loads(obj.data).get("state") == CANCELLED:
+                    return await self._settle_lost(pending)
                 pending.etag = obj.etag
         raise AwsUnavailable("put_object", "conflict", "submission record kept changing")
 

@@ -1,10 +1,14 @@
 """The WSGI app in front of moto: counts and faults every AWS call, answers Batch job calls from the job
 engine, serves the `/_emulator/*` control API, and hands everything else to moto unchanged.
+
+S3 object writes go to moto one at a time: moto checks `If-Match` / `If-None-Match` and then writes, so two
+concurrent conditional writes could both pass the check; S3 makes them atomic (one wins, the other gets 412).
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -20,6 +24,8 @@ from .faults import CallStats, FaultInjector, fault_response
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 StartResponse = Callable[..., Any]
 CONTROL_PREFIX = "/_emulator"
+# S3 calls that change objects: serialized so that conditional writes are atomic, as in S3.
+S3_WRITES = frozenset({"PutObject", "CopyObject", "DeleteObject", "DeleteObjects", "CompleteMultipartUpload"})
 
 
 def respond(start_response: StartResponse, status: int, body: bytes, headers: list[tuple[str, str]]) -> list[bytes]:
@@ -57,6 +63,7 @@ class Gateway:
         self._stats = stats
         self._faults = faults
         self._region = default_region
+        self._s3_writes = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -79,4 +86,7 @@ class Gateway:
             raw = read_body(environ)
             status, payload = self._jobs.handle(call, method, path_unquoted, environ.get("QUERY_STRING", ""), raw)
             return respond_json(start_response, status, payload)
+        if call.service == "s3" and call.operation in S3_WRITES:
+            with self._s3_writes:
+                return list(self._moto(environ, start_response))
         return self._moto(environ, start_response)

@@ -136,7 +136,7 @@ def test_jobs_summary_and_reset(aws: Aws) -> None:
 
 def test_server_listens_on_loopback_only(emulator: Emulator) -> None:
     assert emulator.info.endpoint.startswith("http://127.0.0.1:")
-    server = emulator._server  # the bound address itself
+    server = emulator._listener._server  # type: ignore[union-attr]  # the bound address itself
     assert server.server_address[0] == "127.0.0.1"
 
 
@@ -240,3 +240,37 @@ def test_bad_settings_fail_fast() -> None:
         Emulator(faults={"DescribeJobs": {"throttle": 3}})
     with pytest.raises(ValueError, match="region"):
         Emulator(region="mars-1", queue="q-mars", bucket="b-mars").start()
+
+
+def test_concurrent_conditional_s3_writes_have_one_winner(aws: Aws) -> None:
+    """S3 conditional writes are atomic: of concurrent writes with one precondition exactly one succeeds."""
+    import threading
+
+    clients = [boto3.client("s3", config=NO_RETRY, **aws.info.client_kwargs()) for _ in range(12)]
+
+    def race(key: str, text: str, **condition: str) -> tuple[int, set[str]]:
+        barrier = threading.Barrier(len(clients))
+        wins: list[int] = []
+        codes: set[str] = set()
+
+        def put(i: int) -> None:
+            barrier.wait()
+            try:
+                clients[i].put_object(Bucket=aws.info.bucket, Key=key, Body=f"{text} {i}".encode() * 1000, **condition)
+                wins.append(i)
+            except ClientError as exc:
+                codes.add(exc.response["Error"]["Code"])
+
+        threads = [threading.Thread(target=put, args=(i,)) for i in range(len(clients))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        return len(wins), codes
+
+    for round_ in range(3):
+        key = f"claims/record-{round_}.json"
+        assert race(key, "created by", IfNoneMatch="*") == (1, {"PreconditionFailed"})
+        etag = aws.s3.head_object(Bucket=aws.info.bucket, Key=key)["ETag"]
+        # New content: the ETag is the content's MD5, so rewriting the same bytes would keep it matching (as in S3).
+        assert race(key, "replaced by", IfMatch=etag) == (1, {"PreconditionFailed"})
