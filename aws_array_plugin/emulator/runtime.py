@@ -175,19 +175,23 @@ class AttemptProcess:
             self._proc.stdout.close()
         self._out_fd = None
 
-    def _on_output(self) -> None:
+    def _read_once(self) -> bool:
+        """Feed one read of the process's output to the log buffer; False when there is nothing more now."""
         assert self._out_fd is not None
         try:
             data = os.read(self._out_fd, 65536)
         except BlockingIOError:
-            return
+            return False
         except OSError:
             data = b""
         if not data:
             self._close_output()
-            return
+            return False
         self._logs.feed(data)
-        if self._logs.pending and self._flush_handle is None:
+        return True
+
+    def _on_output(self) -> None:
+        if self._read_once() and self._logs.pending and self._flush_handle is None:
             self._flush_handle = self._loop.call_later(FLUSH_INTERVAL_S, self._flush)
 
     def _flush(self) -> None:
@@ -195,17 +199,8 @@ class AttemptProcess:
         self._logs.flush()
 
     def _drain(self) -> None:
-        while self._out_fd is not None:
-            try:
-                data = os.read(self._out_fd, 65536)
-            except BlockingIOError:
-                return
-            except OSError:
-                data = b""
-            if not data:
-                self._close_output()
-                return
-            self._logs.feed(data)
+        while self._out_fd is not None and self._read_once():
+            pass
 
     def _close_output(self) -> None:
         if self._out_fd is not None:
