@@ -351,6 +351,13 @@ class Bench(contextlib.AsyncExitStack):
 
     async def __aenter__(self) -> Bench:
         await super().__aenter__()
+        try:
+            return await self._start()
+        except BaseException:
+            await self.aclose()  # `async with` does not call __aexit__ when __aenter__ fails: stop what started
+            raise
+
+    async def _start(self) -> Bench:
         if self.other_cpus:
             os.sched_setaffinity(0, self.other_cpus)
         self.commit = service_commit()  # what the server process is about to import
@@ -712,8 +719,8 @@ def burst_md(r: dict[str, Any]) -> str:
         f"{c['answered_waiting_to_submit']:,} | |",
         f"| CPU during the creates: server / emulator / generator | {c['cpu_cores_during_creates']['server']:.2f} / "
         f"{c['cpu_cores_during_creates']['emulator']:.2f} / {c['cpu_cores_during_creates']['generator']:.2f} cores | |",
-        f"| server-side CreateTask time (handler, mean) | {r['resources']['server_side_metrics']['rpc_latency']['CreateTask']['mean_ms']:.0f} ms "
-        f"(of which `submission.createWait` {r['create_wait']}) | |",
+        f"| server-side CreateTask time (handler, mean; `submission.createWait` {r['create_wait']}) | "
+        f"{r['resources']['server_side_metrics']['rpc_latency']['CreateTask']['mean_ms']:.0f} ms | |",
         f"| SubmitJob calls (emulator) / jobs found by name / distinct names | {e['emulator_submit_job_calls']:,} / "
         f"{e['jobs_found_by_name']:,} / {e['distinct_names']:,} | exactly once: "
         f"{'met' if e['ok'] else 'NOT met'} |",
@@ -1224,14 +1231,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def render(result: dict[str, Any]) -> str:
+    heading, _, body = SCENARIOS[result["scenario"]][1](result).partition("\n")
+    return (f"{heading}\n\nMeasured {result['finished_at']} ({result['wall_seconds']:g} s), service at commit "
+            f"`{result['environment']['service_commit']}`.\n{body}")
+
+
 def main() -> int:
     import logging
 
     logging.basicConfig(level=logging.WARNING)
+    if sys.argv[1:2] == ["--render"]:  # rewrite results/*.md from their .json (after a change of format)
+        for path in sys.argv[2:]:
+            result = json.loads(Path(path).read_text())
+            if result.get("scenario") in SCENARIOS:  # describe_calls.json is not ours
+                Path(path).with_suffix(".md").write_text(render(result) + "\n")
+        return 0
     args = parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     for name in args.scenarios:
-        run, md = SCENARIOS[name]
+        run, _ = SCENARIOS[name]
         started = time.monotonic()
         result = asyncio.run(run(args))
         result["wall_seconds"] = round(time.monotonic() - started, 1)
@@ -1239,9 +1258,7 @@ def main() -> int:
         suffix = (f"-{args.tag}" if args.tag else "") + ("_profiled" if args.profile else "") + \
             ("_probed" if args.probe else "")
         (RESULTS / f"{name}{suffix}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-        heading, _, body = md(result).partition("\n")
-        text = (f"{heading}\n\nMeasured {result['finished_at']} ({result['wall_seconds']:g} s), service at commit "
-                f"`{result['environment']['service_commit']}`.\n{body}")
+        text = render(result)
         (RESULTS / f"{name}{suffix}.md").write_text(text + "\n")
         print(text, flush=True)
     return 0
