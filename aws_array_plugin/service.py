@@ -70,7 +70,7 @@ class AgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: ignore[mi
         self.d = deps
         self._finished: OrderedDict[str, bytes] = OrderedDict()
         # The last answer of each unfinished task: what GetTask repeats (marked stale) when AWS fails.
-        self._last: OrderedDict[str, bytes] = OrderedDict()
+        self._last: OrderedDict[str, agent_pb2.Resource] = OrderedDict()  # never mutated once stored
         self._failing_since: dict[str, float] = {}
 
     async def _measured(self, method: str, task_type: str, body: Callable[[], Awaitable[_T]]) -> _T:
@@ -170,7 +170,8 @@ class AgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: ignore[mi
             last = self._last.get(meta.output_prefix)
             if last is None:
                 return _resource(Phase.QUEUED, f"status not available yet, retrying (AWS: {exc})")
-            stale = agent_pb2.Resource.FromString(last)
+            stale = agent_pb2.Resource()
+            stale.CopyFrom(last)
             stale.message = f"{stale.message} [status may be stale: AWS: {exc}]"
             return stale
         key = meta.output_prefix
@@ -181,7 +182,7 @@ class AgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: ignore[mi
             while len(self._finished) > 2000:
                 self._finished.popitem(last=False)
         else:
-            self._last[key] = resource.SerializeToString()
+            self._last[key] = resource
             self._last.move_to_end(key)
             while len(self._last) > 20_000:
                 self._last.popitem(last=False)
