@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -118,6 +119,24 @@ class AwsApi:
 
     def client(self, service: str) -> Any:
         return self._clients[service]
+
+    def decode_with(self, service: str, operation: str, decode: Callable[[bytes], dict[str, Any] | None]) -> None:
+        """Answer `operation` (CamelCase) with what `decode` makes of a successful response body, instead of
+        the SDK's parse: botocore builds every field of the model in Python, which for a big response (a
+        DescribeJobs of 100 jobs, ~230 KiB) holds the event loop for ~20 ms. When `decode` returns None, and
+        for errors, the SDK parses as usual."""
+        def handler(response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any) -> None:
+            body = response_dict.get("body")
+            if not 200 <= int(response_dict.get("status_code", 0)) < 300 or not isinstance(body, bytes):
+                return
+            decoded = decode(body)
+            if decoded is not None:
+                customized_response_dict.update(decoded)
+                response_dict["body"] = b"{}"
+
+        client = self._clients[service]
+        client.meta.events.register(f"before-parse.{client.meta.service_model.service_id.hyphenize()}.{operation}",
+                                    handler)
 
     async def call(
         self,

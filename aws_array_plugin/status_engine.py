@@ -24,6 +24,7 @@ from typing import Any
 from aws_array_plugin.aws_calls import AwsApi, AwsRequestError, AwsUnavailable
 from aws_array_plugin.background import cancel_and_wait
 from aws_array_plugin.config import StatusConfig
+from aws_array_plugin.job_details import decode_describe_jobs, slim
 from aws_array_plugin.metrics import Metrics
 from aws_array_plugin.phases import TERMINAL_STATUSES, blocking_reason
 
@@ -32,28 +33,7 @@ log = logging.getLogger(__name__)
 MAX_IDS_PER_CALL = 100
 _PHASE_NAMES = {"SUBMITTED": "queued", "PENDING": "queued", "RUNNABLE": "queued", "STARTING": "initializing",
                 "RUNNING": "running", "SUCCEEDED": "succeeded", "FAILED": "failed"}
-_KEEP_CONTAINER = ("exitCode", "reason", "logStreamName", "logConfiguration")
-
-
-def slim(detail: dict[str, Any]) -> dict[str, Any]:
-    """Keep what phases and links need; drop command, environment and other bulk."""
-    keys = ("jobId", "jobName", "status", "statusReason", "createdAt", "startedAt", "stoppedAt", "jobQueue")
-    out: dict[str, Any] = {k: detail[k] for k in keys if k in detail}
-    container = detail.get("container") or {}
-    out["container"] = {k: container[k] for k in _KEEP_CONTAINER if k in container}
-    out["attempts"] = [
-        {"container": {k: a.get("container", {}).get(k) for k in ("exitCode", "reason", "logStreamName")
-                       if a.get("container", {}).get(k) is not None},
-         "statusReason": a.get("statusReason"), "startedAt": a.get("startedAt"), "stoppedAt": a.get("stoppedAt")}
-        for a in detail.get("attempts") or []
-    ]
-    ap = detail.get("arrayProperties")
-    if ap:
-        out["arrayProperties"] = {k: ap[k] for k in ("statusSummary", "size", "index") if k in ap}
-    return out
-
-
-@dataclass
+@dataclass(slots=True)
 class TrackedJob:
     job_id: str
     detail: dict[str, Any] | None = None
@@ -97,8 +77,9 @@ class StatusEngine:
         self._jobs: OrderedDict[str, TrackedJob] = OrderedDict()
         # Background-refreshed jobs, least recently described first (for topping up partial batches).
         self._by_fetch: OrderedDict[str, TrackedJob] = OrderedDict()
-        self._waiting: dict[str, asyncio.Future[None]] = {}
         self._queued: list[str] = []
+        self._pending: set[str] = set()  # queued or being described
+        self._waiting: dict[str, asyncio.Future[None]] = {}  # only for callers that wait
         self._kick = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._inflight = asyncio.Semaphore(4)
@@ -109,6 +90,7 @@ class StatusEngine:
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
+        self._api.decode_with("batch", "DescribeJobs", decode_describe_jobs)
         self._tasks = [asyncio.create_task(self._flusher(), name="describe-flusher"),
                        asyncio.create_task(self._refresher(), name="status-refresher")]
 
@@ -125,6 +107,7 @@ class StatusEngine:
         if job.detail is None:
             job.detail = {"jobId": job_id, "status": status}
             job.fetched_at = self._clock()
+            self._by_fetch[job_id] = job  # a candidate to fill partial DescribeJobs calls, like a described job
 
     def seed_all(self, job_ids: Iterable[str]) -> None:
         for job_id in job_ids:
@@ -139,7 +122,7 @@ class StatusEngine:
             job.requested_at = now
             job.background = job.background and background
         stale = [j.job_id for j in wanted if not j.terminal and now - j.fetched_at > self._cfg.max_staleness]
-        futures = [self._enqueue(i) for i in stale]
+        futures = [self._wait_for(i) for i in stale]
         if futures:
             # Answer within the RPC's budget: a slow or throttled AWS leaves the describe running in the
             # background and the caller gets the last known state (`refreshing` still set).
@@ -165,16 +148,20 @@ class StatusEngine:
             self._jobs.move_to_end(job_id)
         return job
 
-    def _enqueue(self, job_id: str) -> asyncio.Future[None]:
-        fut = self._waiting.get(job_id)
-        if fut is None:
-            fut = asyncio.get_running_loop().create_future()
-            self._waiting[job_id] = fut
+    def _enqueue(self, job_id: str) -> None:
+        if job_id not in self._pending:
+            self._pending.add(job_id)
             self._queued.append(job_id)
             self._kick.set()
             job = self._jobs.get(job_id)
             if job is not None:
                 job.refreshing = True
+
+    def _wait_for(self, job_id: str) -> asyncio.Future[None]:
+        self._enqueue(job_id)
+        fut = self._waiting.get(job_id)
+        if fut is None:
+            fut = self._waiting[job_id] = asyncio.get_running_loop().create_future()
         return fut
 
     # -- batching ----------------------------------------------------------------------------------
@@ -193,6 +180,7 @@ class StatusEngine:
                 task = asyncio.create_task(self._describe(batch))
                 self._describing.add(task)
                 task.add_done_callback(self._describing.discard)
+                await asyncio.sleep(0)  # let waiting GetTasks run between the calls of a refresh pass
 
     def _due_soon(self, room: int, taken: set[str]) -> list[str]:
         """Tracked jobs halfway to their next refresh, to fill a partial DescribeJobs call: the call costs
@@ -205,6 +193,7 @@ class StatusEngine:
                 break  # ordered by last describe: the rest are fresher
             if job.background and not job.terminal and not job.refreshing and job.job_id not in taken:
                 job.refreshing = True
+                self._pending.add(job.job_id)
                 extra.append(job.job_id)
         return extra
 
@@ -235,10 +224,15 @@ class StatusEngine:
                 if fut is not None and not fut.done():
                     fut.set_result(None)
         finally:
+            self._pending.difference_update(ids)
             self._inflight.release()
 
     def _update(self, job: TrackedJob, detail: dict[str, Any], now: float) -> None:
-        job.detail = slim(detail)
+        fresh = slim(detail)
+        if fresh != job.detail:
+            # An unchanged job keeps its old objects: replacing thousands of details every cycle would
+            # promote them all to the oldest generation and set off a full collection each cycle.
+            job.detail = fresh
         job.fetched_at = now
         if job.background and not job.terminal:
             self._by_fetch[job.job_id] = job
@@ -258,22 +252,36 @@ class StatusEngine:
             await asyncio.sleep(self._cfg.refresh_interval)
             try:
                 self.refresh_once()
+                await asyncio.sleep(0)  # GetTasks waiting meanwhile go first
+                self._publish_gauges()
             except Exception:  # never let the loop die
                 log.exception("status refresh failed")
 
     def refresh_once(self) -> int:
         """Queue every tracked, unfinished, recently requested job for one describe; evict idle ones.
-        Returns how many were queued."""
+        Returns how many were queued. One pass over the jobs: it runs on the event loop in one piece."""
         now = self._clock()
-        idle = [i for i, j in self._jobs.items() if now - j.requested_at > self._cfg.idle_eviction]
-        for i in idle:
-            del self._jobs[i]
-            self._by_fetch.pop(i, None)
-        due = [i for i, j in self._jobs.items()
-               if j.background and not j.terminal and now - j.fetched_at >= self._cfg.refresh_interval * 0.5]
-        for i in due:
-            self._enqueue(i)
-        self._publish_gauges()
+        idle_since = now - self._cfg.idle_eviction
+        # Whatever would be older than maxStaleness at the next pass goes now (the pass can run a little
+        # late): otherwise its GetTask would find it stale first and describe it alone.
+        fetched_before = now - max(0.0, self._cfg.max_staleness - self._cfg.refresh_interval * 1.1)
+        idle: list[str] = []
+        due: list[str] = []
+        pending = self._pending
+        for job_id, job in self._jobs.items():
+            if job.requested_at < idle_since:
+                idle.append(job_id)
+            elif (job.background and job.fetched_at <= fetched_before and job_id not in pending
+                  and not job.terminal):
+                job.refreshing = True
+                due.append(job_id)
+        for job_id in idle:
+            del self._jobs[job_id]
+            self._by_fetch.pop(job_id, None)
+        if due:
+            pending.update(due)
+            self._queued.extend(due)
+            self._kick.set()
         return len(due)
 
     def _publish_gauges(self) -> None:

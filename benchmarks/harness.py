@@ -66,10 +66,16 @@ def cpu_split() -> tuple[set[int] | None, set[int] | None]:
     return {_CORES[0]}, set(_CORES[1:])
 
 
-def _pin(cpus: set[int] | None) -> Any:
-    if not cpus:
+def _pin(cpus: set[int] | None, nice: int = 0) -> Any:
+    if not cpus and not nice:
         return None
-    return lambda: os.sched_setaffinity(0, cpus)
+
+    def setup() -> None:
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+        if nice:
+            os.nice(nice)
+    return setup
 
 
 # -- statistics ----------------------------------------------------------------------------------------
@@ -123,17 +129,23 @@ def go_describe_batched(mix: JobMix) -> int:
     return math.ceil(mix.live_singles * 2 / 100) + sum(math.ceil((1 + c) / 100) for c in mix.live_array_children)
 
 
+EMULATOR_NICE = 10
+
+
 # -- the emulated AWS ------------------------------------------------------------------------------------
 class EmulatorProcess:
-    """`aws-array-plugin emulator` as a child process (its job processes inherit its cores)."""
+    """`aws-array-plugin emulator` as a child process (its job processes inherit its cores). It runs at a
+    lower priority (`nice`) than the load generator it shares a core with: it stands in for AWS, which runs
+    elsewhere, so its work must not delay the generator reading its answers (which would count as latency)."""
 
-    def __init__(self, *, step: float, concurrency: int, cpus: set[int] | None, log_dir: Path) -> None:
+    def __init__(self, *, step: float, concurrency: int, cpus: set[int] | None, log_dir: Path,
+                 nice: int = EMULATOR_NICE) -> None:
         self.log_path = log_dir / "emulator.log"
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "aws_array_plugin.emulator", "--port", "0", "--step", str(step),
              "--concurrency", str(concurrency)],
-            stdout=subprocess.PIPE, stderr=self._log, text=True, cwd=ROOT, preexec_fn=_pin(cpus),
+            stdout=subprocess.PIPE, stderr=self._log, text=True, cwd=ROOT, preexec_fn=_pin(cpus, nice),
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
@@ -191,7 +203,7 @@ class ServerProcess:
 
     def __init__(self, config: dict[str, Any], *, env: dict[str, str], cpus: set[int] | None, log_dir: Path,
                  profile: Path | None = None, probe: bool = False, slow_callback_ms: float = 0.0,
-                 gc_freeze: bool = False, start_timeout: float = 60.0) -> None:
+                 start_timeout: float = 60.0) -> None:
         self.config_path = log_dir / "server-config.yaml"
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         self.log_path = log_dir / "server.log"
@@ -203,8 +215,7 @@ class ServerProcess:
         self.lag_file = log_dir / "loop-lag.json" if probe else None
         if probe:  # the same service, started through benchmarks/serve_probe.py (event-loop diagnostics)
             head += [str(ROOT / "benchmarks" / "serve_probe.py")]
-            env = {**env, "BENCH_LAG_FILE": str(self.lag_file), "BENCH_SLOW_CALLBACK_MS": str(slow_callback_ms),
-                   "BENCH_GC_FREEZE": "1" if gc_freeze else "0"}
+            env = {**env, "BENCH_LAG_FILE": str(self.lag_file), "BENCH_SLOW_CALLBACK_MS": str(slow_callback_ms)}
         else:
             head += ["-m", "aws_array_plugin"]
         cmd = [*head, "serve", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0",
@@ -257,13 +268,18 @@ class ServerProcess:
             return []
         return [(float(t), float(lag)) for t, lag in json.loads(self.lag_file.read_text())["lags"]]
 
-    def probe_summary(self) -> dict[str, int]:
-        """Objects the garbage collector tracked at exit, and how many were frozen (BENCH_GC_FREEZE)."""
+    def probe_summary(self) -> dict[str, Any]:
+        """Objects the garbage collector tracked at exit, how many start-up froze (gc.freeze()), and how long
+        the status refresh passes took."""
         if self.lag_file is None or not self.lag_file.exists():
             return {}
         data = json.loads(self.lag_file.read_text())
+        passes = sorted(float(took) * 1000 for _, took, _ in data.get("refresh_passes", []))
         return {"gc_tracked_objects_at_exit": int(data.get("tracked_objects_at_exit", 0)),
-                "gc_frozen_objects": int(data.get("frozen_objects", 0))}
+                "gc_frozen_objects": int(data.get("frozen_objects", 0)),
+                "refresh_passes": len(passes),
+                "refresh_pass_ms_median": round(passes[len(passes) // 2], 2) if passes else 0.0,
+                "refresh_pass_ms_max": round(passes[-1], 2) if passes else 0.0}
 
     def gc_pauses(self) -> list[tuple[float, int, float]]:
         """(wall time, generation, seconds) of every garbage collection over 2 ms seen by the probe."""

@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import gc
 import json
 import math
 import os
@@ -46,6 +47,7 @@ from flyteidl.admin import agent_pb2  # noqa: E402
 from flyteidl.core import execution_pb2  # noqa: E402
 from flyteidl.service import agent_pb2_grpc  # noqa: E402
 from harness import (  # noqa: E402
+    EMULATOR_NICE,
     EmulatorProcess,
     JobMix,
     ServerProcess,
@@ -366,8 +368,7 @@ class Bench(contextlib.AsyncExitStack):
         self.push(lambda *_: self.emu.stop())
         self.server = await asyncio.to_thread(ServerProcess, self.config, env=self.emu.client_env(),
                                               cpus=self.server_cpus, log_dir=self.log_dir, profile=self.profile,
-                                              probe=self.probe, slow_callback_ms=self.args.slow_callback_ms,
-                                              gc_freeze=self.args.gc_freeze)
+                                              probe=self.probe, slow_callback_ms=self.args.slow_callback_ms)
         self.push(lambda *_: self._stop_server())
         self.client = Propeller(self.server.address)
         self.push_async_callback(self.client.close)
@@ -401,12 +402,12 @@ class Bench(contextlib.AsyncExitStack):
             "server_cores": sorted(self.server_cpus or []),
             "generator_and_emulator_cores": sorted(self.other_cpus or []),
             "python": sys.version.split()[0],
-            "emulator": {"step_seconds": self.emu_step, "concurrency": self.emu_concurrency},
+            "emulator": {"step_seconds": self.emu_step, "concurrency": self.emu_concurrency, "nice": EMULATOR_NICE},
+            "generator_gc": "off during each measured GetTask run",
             "server_config": self.config,
             "profiled": self.profile is not None,
             "service_commit": self.commit,
             "event_loop_probe": self.probe,
-            "gc_freeze_experiment": bool(self.args.gc_freeze),
         }
 
     def resources(self) -> dict[str, Any]:
@@ -833,7 +834,13 @@ async def track(args: argparse.Namespace) -> dict[str, Any]:
 
         async def measured(run: Callable[[], Awaitable[RateRun]]) -> RateRun:
             s0, c0, w0 = b.emu.stats(), b.server.cpu(), time.time()
-            r = await run()
+            # The generator's own collector pauses would count as GetTask latency: none while measuring.
+            gc.collect()
+            gc.disable()
+            try:
+                r = await run()
+            finally:
+                gc.enable()
             r.server_cpu = b.server.cpu() - c0
             r.aws_calls = diff_counts(b.emu.stats(), s0)
             r.window = (w0, time.time())
@@ -1191,8 +1198,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--probe", action="store_true",
                    help="start the server through benchmarks/serve_probe.py with its event-loop stall probe "
                         "(diagnostics; a little overhead)")
-    p.add_argument("--gc-freeze", action="store_true",
-                   help="with --probe: experiment, gc.freeze() in the server 5 s after start")
     p.add_argument("--slow-callback-ms", type=float, default=0.0,
                    help="with --probe: asyncio debug mode, logging callbacks slower than this (heavy overhead)")
     p.add_argument("--profile", action="store_true",

@@ -3,8 +3,7 @@
 - an event-loop lag probe: a task that sleeps 1 ms in a loop and records how late it wakes up; every stall
   of the loop (one callback running long) shows up as a late wake-up. Written as JSON to $BENCH_LAG_FILE at exit.
 - garbage-collector pauses: every collection that took over 2 ms (`gc.callbacks`), with its generation.
-- with $BENCH_GC_FREEZE=1, an experiment: `gc.freeze()` 5 s after start (the objects of start-up, botocore's
-  service models included, move to the permanent generation, so full collections stop traversing them).
+- the duration of every status refresh pass (`StatusEngine.refresh_once`, one piece of event-loop time).
 - asyncio debug mode with `slow_callback_duration` = $BENCH_SLOW_CALLBACK_MS ms: asyncio logs every callback or
   task step that ran longer, naming it ("Executing <Task ... coro=<StatusEngine._describe() ...>> took 0.015 s").
 
@@ -26,8 +25,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aws_array_plugin.server as server
 from aws_array_plugin.cli import main
+from aws_array_plugin.status_engine import StatusEngine
 
 _original_serve = server.serve
+_original_refresh = StatusEngine.refresh_once
+_refresh_passes: list[tuple[float, float, int]] = []
+
+
+def _timed_refresh(self: StatusEngine) -> int:
+    """The refresh pass runs on the event loop in one piece: record how long each took."""
+    started = time.perf_counter()
+    queued = _original_refresh(self)
+    _refresh_passes.append((time.time(), time.perf_counter() - started, queued))
+    return queued
+
+
+StatusEngine.refresh_once = _timed_refresh  # type: ignore[method-assign]
 
 
 async def _lag_probe(samples: list[tuple[float, float]], period: float = 0.001) -> None:
@@ -60,26 +73,16 @@ async def _serve(*args: Any, **kwargs: Any) -> None:
 
     gc.callbacks.append(on_gc)
     probe = asyncio.create_task(_lag_probe(samples))
-    frozen: list[int] = []
-
-    async def freeze_later() -> None:
-        await asyncio.sleep(5)
-        gc.collect()
-        gc.freeze()
-        frozen.append(gc.get_freeze_count())
-
-    freezer = asyncio.create_task(freeze_later()) if os.environ.get("BENCH_GC_FREEZE") == "1" else None
     started = time.time()
     try:
         await _original_serve(*args, **kwargs)
     finally:
         probe.cancel()
-        if freezer is not None:
-            freezer.cancel()
         gc.callbacks.remove(on_gc)
         _write(os.environ.get("BENCH_LAG_FILE"),
                {"started": started, "stopped": time.time(), "lags": samples, "gc_pauses": pauses,
-                "tracked_objects_at_exit": len(gc.get_objects()), "frozen_objects": frozen[0] if frozen else 0})
+                "tracked_objects_at_exit": len(gc.get_objects()), "frozen_objects": gc.get_freeze_count(),
+                "refresh_passes": _refresh_passes})
 
 
 def _write(path: str | None, data: dict[str, Any]) -> None:
