@@ -19,6 +19,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 
+from aws_array_plugin import __version__
 from aws_array_plugin.config import Config
 from aws_array_plugin.metrics import Metrics
 from aws_array_plugin.rate_limits import AdaptiveLimiter, full_jitter_backoff
@@ -34,6 +35,7 @@ SERVER_CODES = frozenset({
     "ServerException", "InternalError", "InternalFailure", "ServiceUnavailable", "ServiceUnavailableException",
     "InternalServerError", "RequestTimeout", "RequestTimeoutException",
 })
+USER_AGENT_EXTRA = f"aws-array-plugin/{__version__}"
 CALL_CLASSES = ("submit", "describe", "list", "terminate", "job_definitions", "s3", "logs")
 
 
@@ -105,6 +107,8 @@ class AwsApi:
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
             max_pool_connections=64,
+            # Names this service (and version) in CloudTrail's userAgent next to the SDK's own components.
+            user_agent_extra=USER_AGENT_EXTRA,
             connect_timeout=5,
             read_timeout=30,
         )

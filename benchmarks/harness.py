@@ -134,12 +134,13 @@ EMULATOR_NICE = 10
 
 # -- the emulated AWS ------------------------------------------------------------------------------------
 class EmulatorProcess:
-    """`aws-array-plugin emulator` as a child process (its job processes inherit its cores). It runs at a
-    lower priority (`nice`) than the load generator it shares a core with: it stands in for AWS, which runs
-    elsewhere, so its work must not delay the generator reading its answers (which would count as latency)."""
+    """`aws-array-plugin emulator` as a child process (its job processes inherit its cores). `nice` lowers its
+    priority below the load generator it shares a core with, for latency measurements: it stands in for AWS,
+    which runs elsewhere, so its work must not delay the generator reading answers (that would count as
+    latency)."""
 
     def __init__(self, *, step: float, concurrency: int, cpus: set[int] | None, log_dir: Path,
-                 nice: int = EMULATOR_NICE) -> None:
+                 nice: int = 0) -> None:
         self.log_path = log_dir / "emulator.log"
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(

@@ -159,6 +159,16 @@ def test_fast_decoding_keeps_what_the_sdk_would_for_every_kind_of_job(emu: Any) 
     assert decode_describe_jobs(b'{"jobs": [{"jobId": 7}]}') is None  # off the model: the SDK parses it
 
 
+async def test_requests_name_this_service_in_their_user_agent(eng: Engine, stuck_jobs: list[str]) -> None:
+    agents: list[str | bytes] = []
+    eng.api.client("batch").meta.events.register(
+        "before-send.batch.DescribeJobs", lambda request, **_: agents.append(request.headers["User-Agent"]))
+    await eng.api.call("describe", "batch", "describe_jobs", jobs=stuck_jobs[:1])
+    assert len(agents) == 1
+    agent = agents[0] if isinstance(agents[0], str) else agents[0].decode()
+    assert "aws-array-plugin/0.1.0" in agent.split() and "botocore/" in agent
+
+
 async def test_errors_are_still_parsed_by_the_sdk(eng: Engine, emu: Any, stuck_jobs: list[str]) -> None:
     emu.set_faults({"DescribeJobs": {"throttle": 1.0}})
     try:
