@@ -148,17 +148,21 @@ class StatusEngine:
             self._jobs.move_to_end(job_id)
         return job
 
-    def _enqueue(self, job_id: str) -> None:
-        if job_id not in self._pending:
-            self._pending.add(job_id)
-            self._queued.append(job_id)
+    def _enqueue(self, job_ids: Iterable[str]) -> int:
+        """Queue for describe the ids not already queued or in flight; returns how many were queued."""
+        new = [i for i in job_ids if i not in self._pending]
+        if new:
+            self._pending.update(new)
+            self._queued.extend(new)
             self._kick.set()
-            job = self._jobs.get(job_id)
-            if job is not None:
-                job.refreshing = True
+            for job_id in new:
+                job = self._jobs.get(job_id)
+                if job is not None:
+                    job.refreshing = True
+        return len(new)
 
     def _wait_for(self, job_id: str) -> asyncio.Future[None]:
-        self._enqueue(job_id)
+        self._enqueue((job_id,))
         fut = self._waiting.get(job_id)
         if fut is None:
             fut = self._waiting[job_id] = asyncio.get_running_loop().create_future()
@@ -259,7 +263,7 @@ class StatusEngine:
 
     def refresh_once(self) -> int:
         """Queue every tracked, unfinished, recently requested job for one describe; evict idle ones.
-        Returns how many were queued. One pass over the jobs: it runs on the event loop in one piece."""
+        Returns how many were queued. It runs on the event loop in one piece, so it stays one cheap pass."""
         now = self._clock()
         idle_since = now - self._cfg.idle_eviction
         # Whatever would be older than maxStaleness at the next pass goes now (the pass can run a little
@@ -267,22 +271,15 @@ class StatusEngine:
         fetched_before = now - max(0.0, self._cfg.max_staleness - self._cfg.refresh_interval * 1.1)
         idle: list[str] = []
         due: list[str] = []
-        pending = self._pending
         for job_id, job in self._jobs.items():
             if job.requested_at < idle_since:
                 idle.append(job_id)
-            elif (job.background and job.fetched_at <= fetched_before and job_id not in pending
-                  and not job.terminal):
-                job.refreshing = True
+            elif job.background and job.fetched_at <= fetched_before and not job.terminal:
                 due.append(job_id)
         for job_id in idle:
             del self._jobs[job_id]
             self._by_fetch.pop(job_id, None)
-        if due:
-            pending.update(due)
-            self._queued.extend(due)
-            self._kick.set()
-        return len(due)
+        return self._enqueue(due)
 
     def _publish_gauges(self) -> None:
         jobs: dict[tuple[str, str], int] = {}
