@@ -502,11 +502,14 @@ async def test_bursts_of_batch_server_errors(emu: EmulatorProcess, tmp_path: Pat
 
 async def test_the_aws_endpoint_goes_away_for_five_seconds(emu: EmulatorProcess, tmp_path: Path) -> None:
     run = run_id("out")
-    tasks = mixed(run, 20)
+    # One job outlives the outage for sure, so GetTask must answer it from what it knew while AWS is away.
+    long_runner = single(run, 100, ok=True, seconds=12)
+    tasks = [long_runner, *mixed(run, 20)]
     outage: dict[str, float] = {}
 
     async def restart_mid_run(propeller: Propeller) -> float:
         await asyncio.sleep(5)
+        await wait_until(lambda: Phase.RUNNING in long_runner.phases, 60, "the long job running")
         outage["start"] = time.monotonic()
         await asyncio.to_thread(emu.restart, 5)
         await asyncio.to_thread(emu.wait_up, 30)
@@ -518,7 +521,7 @@ async def test_the_aws_endpoint_goes_away_for_five_seconds(emu: EmulatorProcess,
                   create_retries=sum(t.create_failures for t in tasks), drain_seconds=drain)
     result.assert_sound(tasks)
     assert outage["end"] - outage["start"] >= 5
-    assert result.stale_answers > 0  # GetTask answered during the outage, from what it knew
+    assert long_runner.stale_answers > 0  # GetTask answered during the outage, from what it knew
     # Each replica answers its last known phase: never behind its own previous answer (replicas may differ).
     assert result.own_regressions == 0
 
