@@ -1,5 +1,6 @@
-"""The emulator's HTTP listener: a threaded werkzeug server on loopback, served from a daemon thread, that can
-go away for an outage and come back on the same port with the same app (and so the same state).
+"""The emulator's HTTP listener: a threaded werkzeug server on loopback with keep-alive connections (see
+`keep_alive`), served from a daemon thread, that can go away for an outage and come back on the same port with
+the same app (and so the same state).
 
 An outage (`outage(downtime)`) looks to clients like an AWS endpoint that stopped answering:
 
@@ -32,9 +33,11 @@ class Listener:
     def __init__(self, host: str, port: int, app: Callable[..., Any], base_handler: type[Any]) -> None:
         from werkzeug.serving import make_server
 
+        from .keep_alive import KeepAliveRequestHandler
+
         listener = self
 
-        class Handler(base_handler):  # type: ignore[misc]
+        class Handler(KeepAliveRequestHandler, base_handler):  # type: ignore[misc]
             def setup(self) -> None:
                 super().setup()
                 listener._track(self.connection)

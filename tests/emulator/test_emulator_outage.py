@@ -18,7 +18,7 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.exceptions import EndpointConnectionError
+from botocore.exceptions import ConnectionClosedError, EndpointConnectionError
 from emu_support import BUCKET, NO_RETRY, QUEUE, Aws, wait_for
 
 from aws_array_plugin.emulator import Emulator, FaultRule
@@ -31,13 +31,17 @@ def own() -> Iterator[Aws]:
         yield Aws(emu)
 
 
-def _refused(port: int) -> bool:
+def _refused(port: int) -> bool | None:
+    """True if connections are refused, False if accepted, None if one was reset: caught in the backlog of
+    a listener closing that very moment (neither state yet)."""
     with socket.socket() as sock:
         sock.settimeout(2)
         try:
             sock.connect(("127.0.0.1", port))
         except ConnectionRefusedError:
             return True
+        except ConnectionResetError:
+            return None
     return False
 
 
@@ -61,13 +65,14 @@ def test_restart_refuses_connections_then_answers_on_the_same_port_with_the_same
     emu.restart(1.5, wait=False)
     assert not emu.is_up
     assert _refused(port)
-    with pytest.raises(EndpointConnectionError):
+    # Refused, or (on the client's pooled keep-alive connection) closed before an answer.
+    with pytest.raises((EndpointConnectionError, ConnectionClosedError)):
         own.batch.describe_jobs(jobs=[job_id])
     assert emu.stats() == calls_before  # refused calls never reach it
 
     assert emu.wait_up(10)
     assert time.monotonic() - started >= 1.5
-    assert emu.is_up and emu.info.port == port and not _refused(port)
+    assert emu.is_up and emu.info.port == port and _refused(port) is False
     job = own.wait_status(job_id)  # the job kept running during the outage and finished
     assert job["status"] == "SUCCEEDED"
     assert own.log_messages(job["container"]["logStreamName"]) == ["through the outage"]
@@ -145,7 +150,7 @@ def test_cli_sighup_makes_an_outage() -> None:
         batch.list_jobs(jobQueue=info["queue"])
         proc.send_signal(signal.SIGHUP)
         wait_for(lambda: _refused(info["port"]), timeout=5)
-        wait_for(lambda: not _refused(info["port"]), timeout=10)
+        wait_for(lambda: _refused(info["port"]) is False, timeout=10)
         batch.list_jobs(jobQueue=info["queue"])
         assert proc.poll() is None
     finally:
