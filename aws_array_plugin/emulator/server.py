@@ -126,17 +126,14 @@ class Emulator:
             return self._info
         quiet_logs()
         # Heavy imports only now: moto takes ~1 s to import.
-        from moto.moto_server.werkzeug_app import (
-            DomainDispatcherApplication,
-            MotoRequestHandler,
-            create_backend_app,
-        )
+        from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
 
         from .batch_api import BatchJobsApi
         from .control import Control
         from .gateway import Gateway
         from .jobs import JobEngine
         from .listener import Listener
+        from .moto_dispatch import MotoDispatcher
         from .moto_store import MotoLogSink
         from .provisioning import LOG_GROUP, provision
         from .runtime import Endpoint
@@ -164,7 +161,7 @@ class Emulator:
             restart=lambda downtime: self.restart(downtime, wait=False),
         )
         listener.app = Gateway(
-            moto_app=DomainDispatcherApplication(create_backend_app),
+            moto_app=MotoDispatcher(create_backend_app),
             jobs_api=BatchJobsApi(engine),
             control=control,
             stats=self._stats,

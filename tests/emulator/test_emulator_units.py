@@ -202,3 +202,23 @@ def test_job_tags(aws: Aws) -> None:
     aws.batch.tag_resource(resourceArn=arn, tags={"env": "test"})
     aws.batch.untag_resource(resourceArn=arn, tagKeys=["team"])
     assert aws.batch.list_tags_for_resource(resourceArn=arn)["tags"] == {"env": "test"}
+
+
+def test_moto_backends_are_looked_up_once_per_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto import backends
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    from aws_array_plugin.emulator.moto_dispatch import MotoDispatcher
+
+    hosts = ["s3.us-east-1.amazonaws.com", "batch.eu-west-1.amazonaws.com", "logs.us-east-1.amazonaws.com", "s3"]
+    plain = DomainDispatcherApplication(create_backend_app)
+    expected = [plain.get_backend_for_host(h) for h in hosts]
+    assert expected[:3] == ["s3", "batch", "logs"]
+    dispatcher = MotoDispatcher(create_backend_app)
+    assert [dispatcher.get_backend_for_host(h) for h in hosts] == expected
+
+    def no_scan() -> Any:
+        raise AssertionError("moto's package directory listed again")
+
+    monkeypatch.setattr(backends, "list_of_moto_modules", no_scan)
+    assert [dispatcher.get_backend_for_host(h) for h in hosts] == expected
