@@ -7,6 +7,7 @@ memory here is binary MiB, which is what Batch means.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from decimal import Decimal, localcontext
@@ -66,6 +67,7 @@ FARGATE_MEMORY_MIB: dict[str, tuple[int, ...]] = {
 _MIB = 2**20
 
 
+@functools.lru_cache(maxsize=1024)  # templates repeat the same few strings; a Decimal is immutable
 def parse_quantity(s: str) -> Decimal:
     """The exact value of a Kubernetes quantity: "500m" -> 0.5, "1Gi" -> 1073741824, "1e3" -> 1000."""
     text = s.strip()

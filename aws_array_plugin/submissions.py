@@ -77,6 +77,9 @@ class _Pending:
     task_type: str = ""
     job_ids: list[str | None] | None = None  # as submitted so far
     announced: bool = False
+    # Place in line: position = seq - the head's seq + 1, so a GetTask needs no scan of a long queue.
+    seq: int = 0
+    queued: bool = False
     done: asyncio.Future[Resolution] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -95,6 +98,7 @@ class Submissions:
         self._metrics = metrics
         self.replica = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._queue: deque[_Pending] = deque()
+        self._next_seq = 0
         self._active: set[_Pending] = set()  # being submitted by a worker
         self._margin = min(10.0, config.submission.claim_timeout / 3)
         self._by_uri: dict[str, _Pending] = {}
@@ -210,8 +214,8 @@ class Submissions:
                 await self._store.write(uri, _dump(record), if_match=obj.etag, content_type="application/json")
             except WriteConflict:
                 continue
-            if mine is not None and mine in self._queue:
-                self._queue.remove(mine)
+            if mine is not None and mine.queued:
+                self._unqueue(mine)
                 self._by_uri.pop(uri, None)
                 self._finish(mine, Refused(reason))
             self._remember(uri, Refused(reason))
@@ -227,18 +231,36 @@ class Submissions:
         return position / max(self._rate, 0.1)
 
     def _position(self, pending: _Pending) -> int | None:
+        """1 for the head of the queue, 0 while being submitted. The queue's seqs are consecutive from head
+        to tail (appended at the tail, re-queued at the head, renumbered when one leaves mid-line)."""
         if pending in self._active:
             return 0
-        try:
-            return self._queue.index(pending) + 1
-        except ValueError:
+        if not pending.queued:
             return None
+        return pending.seq - self._queue[0].seq + 1
 
-    def _enqueue(self, pending: _Pending) -> None:
-        self._queue.append(pending)
+    def _enqueue(self, pending: _Pending, *, first: bool = False) -> None:
+        if first and self._queue:
+            pending.seq = self._queue[0].seq - 1
+            self._queue.appendleft(pending)
+        else:
+            pending.seq = self._next_seq
+            self._next_seq += 1
+            self._queue.append(pending)
+        pending.queued = True
         self._by_uri[pending.uri] = pending
         self._metrics.submission_backlog.set(self.backlog)
         self._wakeup.set()
+
+    def _unqueue(self, pending: _Pending) -> None:
+        """Take a task out of the line (cancelled, or claimed by another replica: both rare)."""
+        self._queue.remove(pending)
+        pending.queued = False
+        for later in self._queue:  # seqs stay consecutive, so positions stay exact
+            if later.seq > pending.seq:
+                later.seq -= 1
+        self._next_seq -= 1
+        self._metrics.submission_backlog.set(self.backlog)
 
     def _remember(self, uri: str, outcome: Resolution) -> None:
         self._known[uri] = outcome
@@ -259,6 +281,7 @@ class Submissions:
                 await self._wakeup.wait()
                 continue
             pending = self._queue.popleft()
+            pending.queued = False
             self._active.add(pending)
             try:
                 outcome = await self._submit(pending)
@@ -271,8 +294,7 @@ class Submissions:
                 await asyncio.sleep(1.0)
                 self._active.discard(pending)
                 if pending.uri in self._by_uri:  # not cancelled or lost meanwhile: back to the head
-                    self._queue.appendleft(pending)
-                    self._wakeup.set()
+                    self._enqueue(pending, first=True)
                 continue
             self._active.discard(pending)
             self._by_uri.pop(pending.uri, None)
@@ -305,8 +327,8 @@ class Submissions:
     def _drop_lost(self, pending: _Pending) -> None:
         if pending in self._active:
             return  # its worker finds out when it writes the record
-        if pending in self._queue:
-            self._queue.remove(pending)
+        if pending.queued:
+            self._unqueue(pending)
         self._by_uri.pop(pending.uri, None)
         self._finish(pending, Waiting(None, "submission handled by another replica"))
 

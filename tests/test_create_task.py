@@ -142,6 +142,35 @@ async def test_array_sizes(start_plugin: StartPlugin, size: int, chunks: list[in
             assert len(res.outputs.literals["o0"].collection.literals) == 0
 
 
+async def test_queued_tasks_report_their_place_in_line(start_plugin: StartPlugin) -> None:
+    """Behind the SubmitJob quota, GetTask says "waiting to submit, position N": 1 for the next to go, in the
+    order the tasks were accepted, and the line moves up as tasks leave it."""
+    config = {"rateLimits": {"submit": {"rate": 0.1, "burst": 1}}, "submission": {"workers": 2}}
+    async with start_plugin(config) as plugin:
+        metas = []
+        for i in range(7):
+            req = create_request(task_template("awsbatch_minimal_task"), execution=f"line-{uuid.uuid4().hex[:6]}-{i}")
+            metas.append((await plugin.agents.CreateTask(req, timeout=10)).resource_meta)
+
+        async def positions() -> list[int | None]:
+            found = []
+            for meta in metas:
+                message = (await get(plugin, meta)).message
+                found.append(int(message.rsplit("position ", 1)[1].split(":")[0]) if "position " in message else None)
+            return found
+
+        # One job submitted (the burst of 1), one task held by each worker at the limiter, the rest in line.
+        assert await positions() == [None, None, None, 1, 2, 3, 4]
+        for gone in (4, 3):  # mid-line, then the head
+            await plugin.agents.DeleteTask(agent_pb2.DeleteTaskRequest(
+                resource_meta=metas[gone], task_category=agent_pb2.TaskCategory(name="aws-batch")), timeout=10)
+            assert len(plugin.sent("SubmitJob")) == 1
+        assert (await positions())[5:] == [1, 2]
+        req = create_request(task_template("awsbatch_minimal_task"), execution=f"line-{uuid.uuid4().hex[:6]}-7")
+        metas.append((await plugin.agents.CreateTask(req, timeout=10)).resource_meta)
+        assert (await positions())[5:] == [1, 2, 3]
+
+
 def _bad_requests() -> list[tuple[str, agent_pb2.CreateTaskRequest, dict, str]]:
     cases = []
     t = task_template("awsbatch_minimal_task")

@@ -1,0 +1,92 @@
+"""Cost of a CreateTask's one AWS call, the submission record's conditional create (S3 PutObject with
+`If-None-Match: *`), made as the service makes it (`AwsApi` + `S3Store`) against the emulated AWS in its own
+process, with `--concurrency` calls in flight. Reports calls/s, this process's CPU per call (request building,
+signing, HTTP) and the emulator's CPU per call. Runs `--rounds` rounds to show the machine's noise.
+
+    /work/venv/bin/python benchmarks/claim_writes.py [--calls 1000] [--concurrency 20] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from aws_array_plugin.aws_calls import AwsApi  # noqa: E402
+from aws_array_plugin.config import load_config  # noqa: E402
+from aws_array_plugin.metrics import Metrics  # noqa: E402
+from aws_array_plugin.storage import S3Store  # noqa: E402
+
+RECORD = json.dumps({"state": "pending", "requests": [{"jobName": "x" * 60, "containerOverrides": {
+    "command": ["pyflyte-execute", "--inputs", "s3://b/inputs.pb"] * 4}}]}).encode()
+
+
+def process_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def one_round(bucket: str, emulator_pid: int, calls: int, concurrency: int) -> dict[str, float]:
+    api = AwsApi(load_config({"defaultQueue": "x", "rateLimits": {"s3": {"rate": 100_000, "burst": 100_000}}}),
+                 Metrics())
+    await api.start()
+    store = S3Store(api)
+    prefix = f"s3://{bucket}/claims/{uuid.uuid4().hex}"
+    try:
+        for i in range(concurrency):  # warm: connections, endpoint resolution
+            await store.write(f"{prefix}/warm-{i}", RECORD, create_only=True)
+        gate = asyncio.Semaphore(concurrency)
+
+        async def claim(i: int) -> None:
+            async with gate:
+                await store.write(f"{prefix}/{i}/submission.json", RECORD, create_only=True,
+                                  content_type="application/json")
+
+        emu0, cpu0, t0 = process_cpu(emulator_pid), time.process_time(), time.monotonic()
+        await asyncio.gather(*(claim(i) for i in range(calls)))
+        elapsed, cpu, emu = time.monotonic() - t0, time.process_time() - cpu0, process_cpu(emulator_pid) - emu0
+        return {"calls_per_s": round(calls / elapsed, 1), "service_cpu_ms_per_call": round(cpu * 1000 / calls, 2),
+                "emulator_cpu_ms_per_call": round(emu * 1000 / calls, 2)}
+    finally:
+        await api.close()
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--calls", type=int, default=1000)
+    p.add_argument("--concurrency", type=int, default=20)
+    p.add_argument("--rounds", type=int, default=2)
+    args = p.parse_args()
+    emu = subprocess.Popen([sys.executable, "-m", "aws_array_plugin.emulator", "--port", "0"],
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
+    rounds: list[dict[str, Any]] = []
+    try:
+        assert emu.stdout is not None
+        info = json.loads(emu.stdout.readline())
+        os.environ.update({"AWS_ENDPOINT_URL": info["endpoint"], "AWS_ACCESS_KEY_ID": "bench",
+                           "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": info["region"]})
+        for _ in range(args.rounds):
+            rounds.append(asyncio.run(one_round(info["bucket"], emu.pid, args.calls, args.concurrency)))
+            print(json.dumps(rounds[-1]), flush=True)
+    finally:
+        emu.terminate()
+        emu.wait()
+    result = {"command": "python benchmarks/claim_writes.py " + " ".join(sys.argv[1:]),
+              "calls": args.calls, "concurrency": args.concurrency, "rounds": rounds}
+    out = ROOT / "benchmarks" / "results" / "claim_writes.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
