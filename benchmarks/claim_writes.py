@@ -12,8 +12,8 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -22,6 +22,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from harness import EmulatorProcess, cpu_seconds  # noqa: E402
+
 from aws_array_plugin.aws_calls import AwsApi  # noqa: E402
 from aws_array_plugin.config import load_config  # noqa: E402
 from aws_array_plugin.metrics import Metrics  # noqa: E402
@@ -29,11 +31,6 @@ from aws_array_plugin.storage import S3Store  # noqa: E402
 
 RECORD = json.dumps({"state": "pending", "requests": [{"jobName": "x" * 60, "containerOverrides": {
     "command": ["pyflyte-execute", "--inputs", "s3://b/inputs.pb"] * 4}}]}).encode()
-
-
-def process_cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def one_round(bucket: str, emulator_pid: int, calls: int, concurrency: int) -> dict[str, float]:
@@ -52,9 +49,9 @@ async def one_round(bucket: str, emulator_pid: int, calls: int, concurrency: int
                 await store.write(f"{prefix}/{i}/submission.json", RECORD, create_only=True,
                                   content_type="application/json")
 
-        emu0, cpu0, t0 = process_cpu(emulator_pid), time.process_time(), time.monotonic()
+        emu0, cpu0, t0 = cpu_seconds(emulator_pid), time.process_time(), time.monotonic()
         await asyncio.gather(*(claim(i) for i in range(calls)))
-        elapsed, cpu, emu = time.monotonic() - t0, time.process_time() - cpu0, process_cpu(emulator_pid) - emu0
+        elapsed, cpu, emu = time.monotonic() - t0, time.process_time() - cpu0, cpu_seconds(emulator_pid) - emu0
         return {"calls_per_s": round(calls / elapsed, 1), "service_cpu_ms_per_call": round(cpu * 1000 / calls, 2),
                 "emulator_cpu_ms_per_call": round(emu * 1000 / calls, 2)}
     finally:
@@ -67,20 +64,15 @@ def main() -> int:
     p.add_argument("--concurrency", type=int, default=20)
     p.add_argument("--rounds", type=int, default=2)
     args = p.parse_args()
-    emu = subprocess.Popen([sys.executable, "-m", "aws_array_plugin.emulator", "--port", "0"],
-                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
+    emu = EmulatorProcess(step=0.5, concurrency=4, cpus=None, log_dir=Path(tempfile.mkdtemp(prefix="claim-writes-")))
     rounds: list[dict[str, Any]] = []
     try:
-        assert emu.stdout is not None
-        info = json.loads(emu.stdout.readline())
-        os.environ.update({"AWS_ENDPOINT_URL": info["endpoint"], "AWS_ACCESS_KEY_ID": "bench",
-                           "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": info["region"]})
+        os.environ.update(emu.client_env())
         for _ in range(args.rounds):
-            rounds.append(asyncio.run(one_round(info["bucket"], emu.pid, args.calls, args.concurrency)))
+            rounds.append(asyncio.run(one_round(emu.info["bucket"], emu.pid, args.calls, args.concurrency)))
             print(json.dumps(rounds[-1]), flush=True)
     finally:
-        emu.terminate()
-        emu.wait()
+        emu.stop()
     result = {"command": "python benchmarks/claim_writes.py " + " ".join(sys.argv[1:]),
               "calls": args.calls, "concurrency": args.concurrency, "rounds": rounds}
     out = ROOT / "benchmarks" / "results" / "claim_writes.json"
