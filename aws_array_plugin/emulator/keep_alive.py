@@ -2,9 +2,9 @@
 
 werkzeug's development server closes every connection after one response, and cannot simply be told not
 to: after each response it reads whatever else arrives on the socket for 10 ms, which on a reused
-connection would swallow the client's next request. A new TCP connection per call costs the service and the
-emulator a third of the CPU of a small S3 or Batch call (measured: `benchmarks/README.md`, keep-alive), and
-real SDK clients never pay it against AWS. So requests whose body length is known are served here on an
+connection would swallow the client's next request. A new TCP connection per call cost the service about a
+third of its CPU for a small S3 call, and the emulator more (A/B in `benchmarks/README.md`), which real SDK
+clients never pay against AWS. So requests whose body length is known are served here on an
 open connection: the body is read in full before the app runs (nothing is left to drain) and the answer is
 sent with its length. Anything else (a chunked request body, HTTP/1.0) goes to werkzeug, which closes the
 connection after answering.
