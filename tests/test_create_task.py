@@ -251,3 +251,20 @@ async def test_get_and_delete_single_job(start_plugin: StartPlugin, aws) -> None
         await plugin.agents.DeleteTask(agent_pb2.DeleteTaskRequest(resource_meta=b"not ours"), timeout=10)
         bad = await get(plugin, b"not ours")
         assert bad.phase == Phase.FAILED
+
+
+async def test_submission_records_are_written_without_waiting_for_100_continue(start_plugin: StartPlugin) -> None:
+    """The records are small: a PUT that first waits for S3's `100 Continue` pays a round trip for nothing."""
+    async with start_plugin() as plugin:
+        sent: list[dict[str, str]] = []
+
+        def capture(request, **_) -> None:  # type: ignore[no-untyped-def]
+            sent.append({k.lower(): v for k, v in request.headers.items()})
+
+        plugin.running.deps.api.client("s3").meta.events.register("before-send.s3.PutObject", capture)
+        req = create_request(task_template("awsbatch_minimal_task"), execution="no-expect")
+        resp = await plugin.agents.CreateTask(req, timeout=10)
+        assert decode(resp.resource_meta).job_ids  # recorded, submitted, recorded again
+        assert len(sent) >= 2
+        assert all("expect" not in headers for headers in sent)
+        assert all(headers.get("if-none-match") == b"*" or "if-match" in headers for headers in sent)
