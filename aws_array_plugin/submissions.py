@@ -352,9 +352,13 @@ class Submissions:
             for i, request in enumerate(pending.record["requests"]):
                 if job_ids[i]:
                     continue
+                # No attempt starts within the margin of the claim's expiry (throttling can stretch the retries,
+                # and S3 trouble can stop the renewals): a replica taking over must find the job by name.
+                deadline = time.monotonic() + float(pending.record["claimedUntil"]) - _now() - self._margin
                 try:
                     # No blind retry after a timeout: the job may exist; the worker looks it up by name instead.
-                    resp = await self._api.call("submit", "batch", "submit_job", retry_timeouts=False, **request)
+                    resp = await self._api.call("submit", "batch", "submit_job", retry_timeouts=False,
+                                                deadline=deadline, **request)
                 except AwsRequestError as exc:
                     message = f"AWS Batch rejected the job: {exc.code}: {exc.message}"
                     self._metrics.submissions.labels(pending.task_type, "failed").inc()

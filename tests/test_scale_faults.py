@@ -11,8 +11,9 @@ error, GetTask polled until the task is terminal).
 Every scenario asserts: no GetTask answered with a gRPC error, every accepted task reaches its right final phase,
 and no duplicate AWS job (each deterministic job name exists once, and the emulator processed exactly one
 SubmitJob per job); deleted tasks end with their job terminated and nothing submitted for them afterwards.
-Two focused tests pin the situations behind those guarantees down deterministically: a SubmitJob whose job id
-cannot be written to the submission record, and DeleteTask on another replica than the submission's owner.
+Three focused tests pin the situations behind those guarantees down deterministically: a SubmitJob whose job id
+cannot be written to the submission record, SubmitJob retries that must stop before the claim could be taken over,
+and DeleteTask on another replica than the submission's owner.
 Outcome counts are printed (`pytest -s`) for the record.
 """
 
@@ -553,6 +554,48 @@ async def test_a_job_is_submitted_once_even_when_recording_it_fails(emu: Emulato
         assert (len(jobs), submits) == (1, 1), f"one task, {len(jobs)} AWS jobs: {[j['jobId'] for j in jobs]}"
         assert task.final is not None and task.final.phase == Phase.SUCCEEDED, task.final
     # Leaving the block SIGTERMs the replica: it must still exit 0 (its background tasks survived the S3 errors).
+
+
+async def test_no_submit_job_starts_near_the_expiry_of_its_claim(emu: EmulatorProcess, tmp_path: Path) -> None:
+    """AWS throttles every SubmitJob and S3 refuses every write, so the owner keeps retrying while its claim can
+    no longer be renewed. A SubmitJob started after `claimedUntil - margin` could reach AWS after another
+    replica took the claim over and looked the job up by name (finding nothing): a second job. The owner must
+    stop trying by then, and submit exactly once when AWS recovers."""
+    run = run_id("margin")
+    task = single(run, 0, True, 0.3)
+    await asyncio.to_thread(put_outputs, emu, [task])
+    async with cluster(emu, tmp_path, 1) as propeller:
+        emu.set_faults({"SubmitJob": {"throttle": 1.0}})
+        task.meta, _, _ = await propeller.create_until_accepted(task.request, time.monotonic() + 30)
+        await wait_until(lambda: emu.stats().get("SubmitJob"), 10, "the first SubmitJob attempt")
+        emu.set_faults({"SubmitJob": {"throttle": 1.0}, "PutObject": {"error": 1.0}})
+        attempts: list[float] = []  # when the emulator had received each further SubmitJob
+        seen = emu.stats().get("SubmitJob", 0)
+
+        async def final_claim() -> float:
+            await asyncio.sleep(0.3)  # a renewal already on its way lands or fails; none can follow
+            return float((await asyncio.to_thread(emu.record, task.output_prefix))["claimedUntil"])
+
+        reading = asyncio.create_task(final_claim())
+        while not reading.done() or time.time() < reading.result() + 4:
+            now = emu.stats().get("SubmitJob", 0)
+            attempts += [time.time()] * (now - seen)
+            seen = now
+            await asyncio.sleep(0.02)
+        emu.clear_faults()
+        claimed_until = reading.result()
+        margin = min(10.0, 3.0 / 3)  # claimTimeout 3 s
+        done = asyncio.Event()
+        done.set()
+        await poll_until_done(propeller, [task], time.monotonic() + 60, creating=done)
+        jobs = await asyncio.to_thread(emu.jobs_named, run)
+        late = [round(t - (claimed_until - margin), 2) for t in attempts if t > claimed_until - margin + 0.25]
+        print(f"\n[claim margin] attempts once S3 writes failed={len(attempts)} "
+              f"seconds past claimedUntil-margin of the late ones={late} jobs={len(jobs)}")
+        assert attempts, "the owner kept retrying SubmitJob at first"
+        assert not late, f"SubmitJob attempts started within the claim's last {margin} s: {late}"
+        assert len(jobs) == 1 and await asyncio.to_thread(emu.answered, "SubmitJob") == 1
+        assert task.final is not None and task.final.phase == Phase.SUCCEEDED, task.final
 
 
 async def test_a_deleted_task_is_never_submitted_later_nor_left_running(emu: EmulatorProcess, tmp_path: Path) -> None:
