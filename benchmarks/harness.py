@@ -282,6 +282,12 @@ class ServerProcess:
                 "refresh_pass_ms_median": round(passes[len(passes) // 2], 2) if passes else 0.0,
                 "refresh_pass_ms_max": round(passes[-1], 2) if passes else 0.0}
 
+    def create_splits(self) -> list[tuple[float, float, float]]:
+        """(handler start, seconds before the handler, seconds in it) of every CreateTask the probe timed."""
+        if self.lag_file is None or not self.lag_file.exists():
+            return []
+        return [(float(t), float(a), float(h)) for t, a, h in json.loads(self.lag_file.read_text()).get("creates", [])]
+
     def gc_pauses(self) -> list[tuple[float, int, float]]:
         """(wall time, generation, seconds) of every garbage collection over 2 ms seen by the probe."""
         if self.lag_file is None or not self.lag_file.exists():

@@ -65,6 +65,8 @@ from harness import (  # noqa: E402
     server_side,
 )
 
+from aws_array_plugin.rate_limits import AdaptiveLimiter  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results"
 GET_TASK = "/flyteidl.service.AsyncAgentService/GetTask"
 Phase = execution_pb2.TaskExecution
@@ -128,8 +130,12 @@ class Call:
 class Propeller:
     """The calls propeller's connector plugin makes, over one gRPC channel."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, stamp_creates: bool = False, read_qps: float = 0.0) -> None:
         self.channel = grpc.aio.insecure_channel(address, options=[("grpc.max_receive_message_length", 64 << 20)])
+        # Propeller's `webApi.readRateLimiter` (default qps 10, burst 100) in front of every GetTask; 0: none.
+        self._reads = AdaptiveLimiter("get_task", read_qps, 100) if read_qps > 0 else None
+        # For the server's probe: when each CreateTask was sent (wall clock), to split its time at the server.
+        self._stamp = stamp_creates
         self.stub = agent_pb2_grpc.AsyncAgentServiceStub(self.channel)
         # Pre-serialized requests, raw responses: keeps the generator's own CPU per GetTask small.
         self._get_raw = self.channel.unary_unary(GET_TASK)
@@ -140,7 +146,8 @@ class Propeller:
     async def create(self, task: Task, deadline: float) -> Call:
         t = time.perf_counter()
         try:
-            resp = await self.stub.CreateTask(task.request, timeout=deadline)
+            metadata = (("x-sent", repr(time.time())),) if self._stamp else None
+            resp = await self.stub.CreateTask(task.request, timeout=deadline, metadata=metadata)
         except grpc.aio.AioRpcError as exc:
             return Call(time.perf_counter() - t, exc.code().name)
         latency = time.perf_counter() - t
@@ -154,6 +161,8 @@ class Propeller:
         return Call(latency, "OK")
 
     async def get(self, task: Task, deadline: float = 30.0) -> Call:
+        if self._reads is not None:
+            await self._reads.acquire()
         t = time.perf_counter()
         try:
             raw = await self._get_raw(task.get_request, timeout=deadline)
@@ -372,7 +381,8 @@ class Bench(contextlib.AsyncExitStack):
                                               cpus=self.server_cpus, log_dir=self.log_dir, profile=self.profile,
                                               probe=self.probe, slow_callback_ms=self.args.slow_callback_ms)
         self.push(lambda *_: self._stop_server())
-        self.client = Propeller(self.server.address)
+        self.client = Propeller(self.server.address, stamp_creates=self.probe,
+                                read_qps=float(getattr(self.args, "read_qps", 0.0) or 0.0))
         self.push_async_callback(self.client.close)
         self.started = time.monotonic()
         self.cpu_start = self.cpu()
@@ -620,6 +630,11 @@ async def burst(args: argparse.Namespace) -> dict[str, Any]:
 
     create_loop = loop_report(b.server.loop_lags(), b.server.slow_callbacks(), create_window,
                               b.server.gc_pauses()) if b.probe else {}
+    splits = b.server.create_splits() if b.probe else []
+    create_split = {
+        "before_handler": latency_summary(a for _, a, _ in splits),
+        "in_handler": latency_summary(h for _, _, h in splits),
+    } if splits else {}
     ok = [c for c in creates if c.code == "OK"]
     errors = Counter(c.code for c in creates if c.code != "OK")
     latency = latency_summary(c.latency for c in ok)
@@ -654,10 +669,12 @@ async def burst(args: argparse.Namespace) -> dict[str, Any]:
             "creates_per_second": round(args.tasks / create_seconds, 1),
             "cpu_cores_during_creates": cores_create,
             **({"server_event_loop_during_creates": create_loop} if create_loop else {}),
+            **({"time_split_at_server": create_split} if create_split else {}),
             "server_submission_outcomes": queued_outcomes,
         },
         "poll": {
             "resync_seconds": args.resync,
+            "read_qps": args.read_qps or "unlimited",
             "get_task_calls": len(poll_latencies) + sum(poll_errors.values()),
             "latency": latency_summary(poll_latencies),
             "errors": dict(poll_errors),
@@ -708,7 +725,9 @@ def burst_md(r: dict[str, Any]) -> str:
         "",
         f"`{r['command']}` ({r['client_in_flight']} CreateTasks in flight, {r['create_deadline_seconds']:g} s deadline "
         f"each; server on core {r['environment']['server_cores']}; emulator concurrency "
-        f"{r['environment']['emulator']['concurrency']}; GetTask resync {p['resync_seconds']:g} s)",
+        f"{r['environment']['emulator']['concurrency']}; GetTask resync {p['resync_seconds']:g} s, "
+        + (f"GetTask read limiter {p['read_qps']:g}/s)" if isinstance(p.get("read_qps"), int | float)
+           else "no GetTask read limiter)"),
         "",
         "| measure | value | target |",
         "| --- | --- | --- |",
@@ -724,6 +743,11 @@ def burst_md(r: dict[str, Any]) -> str:
         f"{c['cpu_cores_during_creates']['emulator']:.2f} / {c['cpu_cores_during_creates']['generator']:.2f} cores | |",
         f"| server-side CreateTask time (handler, mean; `submission.createWait` {r['create_wait']}) | "
         f"{r['resources']['server_side_metrics']['rpc_latency']['CreateTask']['mean_ms']:.0f} ms | |",
+        *([f"| CreateTask time before the handler starts (sent to accepted) / in the handler, p50 / p99 | "
+           f"{c['time_split_at_server']['before_handler']['p50_ms']:.0f} / "
+           f"{c['time_split_at_server']['before_handler']['p99_ms']:.0f} ms / "
+           f"{c['time_split_at_server']['in_handler']['p50_ms']:.0f} / "
+           f"{c['time_split_at_server']['in_handler']['p99_ms']:.0f} ms | |"] if "time_split_at_server" in c else []),
         f"| SubmitJob calls (emulator) / jobs found by name / distinct names | {e['emulator_submit_job_calls']:,} / "
         f"{e['jobs_found_by_name']:,} / {e['distinct_names']:,} | exactly once: "
         f"{'met' if e['ok'] else 'NOT met'} |",
@@ -1213,6 +1237,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--deadline", type=float, default=10.0, help="CreateTask deadline (propeller: 10 s)")
     g.add_argument("--submit-rate", type=float, default=40.0, help="rateLimits.submit rate and burst")
     g.add_argument("--resync", type=float, default=10.0, help="GetTask resync while waiting (propeller: 30 s)")
+    g.add_argument("--read-qps", type=float, default=0.0,
+                   help="propeller's read rate limiter in front of every GetTask (propeller: 10/s, burst 100); "
+                        "0 (default): none, every created task is polled at once")
     g.add_argument("--create-wait", default=None, help="submission.createWait (default: the service's, 0.5s)")
     g = p.add_argument_group("track")
     g.add_argument("--singles", type=int, default=2000)

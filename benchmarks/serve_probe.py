@@ -4,6 +4,8 @@
   of the loop (one callback running long) shows up as a late wake-up. Written as JSON to $BENCH_LAG_FILE at exit.
 - garbage-collector pauses: every collection that took over 2 ms (`gc.callbacks`), with its generation.
 - the duration of every status refresh pass (`StatusEngine.refresh_once`, one piece of event-loop time).
+- where each CreateTask's time goes: from the generator sending it (its `x-sent` metadata, wall clock) to the
+  handler starting (gRPC accepting the call: one call per event-loop turn or two), and in the handler.
 - asyncio debug mode with `slow_callback_duration` = $BENCH_SLOW_CALLBACK_MS ms: asyncio logs every callback or
   task step that ran longer, naming it ("Executing <Task ... coro=<StatusEngine._describe() ...>> took 0.015 s").
 
@@ -25,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aws_array_plugin.server as server
 from aws_array_plugin.cli import main
+from aws_array_plugin.service import AgentService
 from aws_array_plugin.status_engine import StatusEngine
 
 _original_serve = server.serve
@@ -41,6 +44,23 @@ def _timed_refresh(self: StatusEngine) -> int:
 
 
 StatusEngine.refresh_once = _timed_refresh  # type: ignore[method-assign]
+
+_original_create = AgentService.CreateTask
+_creates: list[tuple[float, float, float]] = []
+
+
+async def _timed_create(self: AgentService, request: Any, context: Any) -> Any:
+    """(handler start, seconds from the client's send to the handler start, seconds in the handler)."""
+    started = time.time()
+    sent = dict(context.invocation_metadata() or ()).get("x-sent")
+    try:
+        return await _original_create(self, request, context)
+    finally:
+        if sent is not None:
+            _creates.append((started, started - float(sent), time.time() - started))
+
+
+AgentService.CreateTask = _timed_create  # type: ignore[method-assign]
 
 
 async def _lag_probe(samples: list[tuple[float, float]], period: float = 0.001) -> None:
@@ -82,7 +102,7 @@ async def _serve(*args: Any, **kwargs: Any) -> None:
         _write(os.environ.get("BENCH_LAG_FILE"),
                {"started": started, "stopped": time.time(), "lags": samples, "gc_pauses": pauses,
                 "tracked_objects_at_exit": len(gc.get_objects()), "frozen_objects": gc.get_freeze_count(),
-                "refresh_passes": _refresh_passes})
+                "refresh_passes": _refresh_passes, "creates": _creates})
 
 
 def _write(path: str | None, data: dict[str, Any]) -> None:
