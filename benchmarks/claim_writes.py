@@ -3,7 +3,10 @@
 process, with `--concurrency` calls in flight. Reports calls/s, this process's CPU per call (request building,
 signing, HTTP) and the emulator's CPU per call. Runs `--rounds` rounds to show the machine's noise.
 
-    /work/venv/bin/python benchmarks/claim_writes.py [--calls 1000] [--concurrency 20] [--rounds 2]
+`--ab N` adds an A/B of the same writes with botocore's `Expect: 100-continue` put back (the service drops it):
+the two clients alternate in N batches of 50 calls each, so the machine's drift hits both alike.
+
+    /work/venv/bin/python benchmarks/claim_writes.py [--calls 1000] [--concurrency 20] [--rounds 2] [--ab 40]
 """
 
 from __future__ import annotations
@@ -41,22 +44,22 @@ async def started_api() -> AwsApi:
     return api
 
 
+async def claim(store: S3Store, gate: asyncio.Semaphore, key: str) -> None:
+    """One submission record's conditional create, as CreateTask makes it."""
+    async with gate:
+        await store.write(key, RECORD, create_only=True, content_type="application/json")
+
+
 async def one_round(bucket: str, emulator_pid: int, calls: int, concurrency: int) -> dict[str, float]:
     api = await started_api()
     store = S3Store(api)
     prefix = f"s3://{bucket}/claims/{uuid.uuid4().hex}"
+    gate = asyncio.Semaphore(concurrency)
     try:
-        for i in range(concurrency):  # warm: connections, endpoint resolution
-            await store.write(f"{prefix}/warm-{i}", RECORD, create_only=True)
-        gate = asyncio.Semaphore(concurrency)
-
-        async def claim(i: int) -> None:
-            async with gate:
-                await store.write(f"{prefix}/{i}/submission.json", RECORD, create_only=True,
-                                  content_type="application/json")
-
+        # warm: connections, endpoint resolution
+        await asyncio.gather(*(claim(store, gate, f"{prefix}/warm-{i}") for i in range(concurrency)))
         emu0, cpu0, t0 = cpu_seconds(emulator_pid), time.process_time(), time.monotonic()
-        await asyncio.gather(*(claim(i) for i in range(calls)))
+        await asyncio.gather(*(claim(store, gate, f"{prefix}/{i}/submission.json") for i in range(calls)))
         elapsed, cpu, emu = time.monotonic() - t0, time.process_time() - cpu0, cpu_seconds(emulator_pid) - emu0
         return {"calls_per_s": round(calls / elapsed, 1), "service_cpu_ms_per_call": round(cpu * 1000 / calls, 2),
                 "emulator_cpu_ms_per_call": round(emu * 1000 / calls, 2)}
@@ -72,19 +75,14 @@ async def expect_ab(bucket: str, emulator_pid: int, batches: int, concurrency: i
     totals = {name: [0.0, 0.0, 0.0] for name in apis}  # wall, own CPU, emulator CPU
     gate = asyncio.Semaphore(concurrency)
     prefix = f"s3://{bucket}/claims-ab/{uuid.uuid4().hex}"
-
-    async def claim(store: S3Store, key: str) -> None:
-        async with gate:
-            await store.write(key, RECORD, create_only=True, content_type="application/json")
-
     try:
         stores = {name: S3Store(api) for name, api in apis.items()}
         for name, store in stores.items():  # warm
-            await asyncio.gather(*(claim(store, f"{prefix}/{name}/warm-{i}") for i in range(concurrency)))
+            await asyncio.gather(*(claim(store, gate, f"{prefix}/{name}/warm-{i}") for i in range(concurrency)))
         for b in range(batches):
             for name in (list(stores) if b % 2 == 0 else list(stores)[::-1]):
                 emu0, cpu0, t0 = cpu_seconds(emulator_pid), time.process_time(), time.monotonic()
-                await asyncio.gather(*(claim(stores[name], f"{prefix}/{name}/{b}-{i}") for i in range(batch)))
+                await asyncio.gather(*(claim(stores[name], gate, f"{prefix}/{name}/{b}-{i}") for i in range(batch)))
                 for k, v in enumerate((time.monotonic() - t0, time.process_time() - cpu0,
                                        cpu_seconds(emulator_pid) - emu0)):
                     totals[name][k] += v

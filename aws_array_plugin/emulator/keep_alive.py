@@ -41,12 +41,11 @@ class KeepAliveRequestHandler(WSGIRequestHandler):
         self.environ = environ = self.make_environ()
         environ["wsgi.input"] = io.BytesIO(body)
         captured: list[Any] = []
+        chunks: list[bytes] = []
 
         def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             captured[:] = [status, headers]
-            return lambda data: chunks.append(data)  # the legacy write() callable
-
-        chunks: list[bytes] = []
+            return chunks.append  # the legacy write() callable
         try:
             result: Iterable[bytes] = self.server.app(environ, start_response)
             try:
