@@ -102,8 +102,9 @@ def _env_list(env: dict[str, str]) -> list[dict[str, str]]:
     return [{"name": k, "value": v} for k, v in sorted(env.items())]
 
 
-def submit_requests(spec: TaskSpec, job_definition_arn: str) -> list[dict[str, Any]]:
-    """One SubmitJob request per AWS job: one for aws-batch, ceil(size/10000) for arrays (none for 0)."""
+def submit_requests(spec: TaskSpec, job_definition: str) -> list[dict[str, Any]]:
+    """One SubmitJob request per AWS job: one for aws-batch, ceil(size/10000) for arrays (none for 0).
+    `job_definition` is its name, or ARN, as SubmitJob takes it."""
     if spec.is_array and spec.size == 0:
         return []
     resources = [{"type": "VCPU", "value": spec.resources.vcpus},
@@ -123,7 +124,7 @@ def submit_requests(spec: TaskSpec, job_definition_arn: str) -> list[dict[str, A
         request: dict[str, Any] = {
             "jobName": chunk_job_name(spec.job_name, chunk.index, len(chunks)),
             "jobQueue": spec.queue,
-            "jobDefinition": job_definition_arn,
+            "jobDefinition": job_definition,
             "containerOverrides": {"command": list(spec.command), "environment": env,
                                    "resourceRequirements": resources},
             "retryStrategy": {"attempts": spec.attempts},

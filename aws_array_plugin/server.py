@@ -123,8 +123,8 @@ async def serve(config: Any, *, host: str = "0.0.0.0", port: int = 8000, metrics
     await api.start()
     store = S3Store(api)
     engine = StatusEngine(api, config.status, metrics)
-    submissions = Submissions(api, store, config, metrics, on_submitted=engine.seed_all)
-    deps = Deps(config, api, store, JobDefinitions(api, metrics), submissions, engine, metrics)
+    submissions = Submissions(api, store, config, metrics, JobDefinitions(api, metrics), on_submitted=engine.seed_all)
+    deps = Deps(config, api, store, submissions, engine, metrics)
     submissions.start()
     engine.start()
 

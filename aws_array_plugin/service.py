@@ -24,7 +24,6 @@ from google.protobuf import struct_pb2, timestamp_pb2
 from aws_array_plugin import error_summary, log_links, outputs, phases
 from aws_array_plugin.aws_calls import AwsApi, AwsRequestError, AwsUnavailable
 from aws_array_plugin.config import Config
-from aws_array_plugin.job_definitions import JobDefinitions
 from aws_array_plugin.job_requests import array_chunks, job_definition, submit_requests
 from aws_array_plugin.metrics import Metrics
 from aws_array_plugin.resource_meta import ARRAY, SINGLE, MetaError, ResourceMeta, decode, encode
@@ -45,7 +44,6 @@ class Deps:
     config: Config
     api: AwsApi
     store: S3Store
-    definitions: JobDefinitions
     submissions: Submissions
     engine: StatusEngine
     metrics: Metrics
@@ -119,18 +117,13 @@ class AgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: ignore[mi
         remaining = context.time_remaining()
         # Leave a margin to answer: an AWS call that would outlive propeller's deadline is not started.
         deadline = time.monotonic() + max(0.5, remaining * 0.8) if remaining else None
-        try:
-            arn = await self.d.definitions.arn(job_definition(spec, cfg, self.d.api.region), deadline)
-        except AwsRequestError as exc:
-            meta.rejection = f"AWS Batch rejected the job definition: {exc.code}: {exc.message}"
-            return meta
-        except AwsUnavailable as exc:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"AWS Batch is unavailable: {exc}")
-            raise
-        requests = submit_requests(spec, arn)
+        # The submission worker finds or registers the job definition: CreateTask makes one AWS call (the
+        # claim), and a throttled DescribeJobDefinitions delays the submission instead of failing the call.
+        definition = job_definition(spec, cfg, self.d.api.region)
+        requests = submit_requests(spec, definition.name)
         try:
             outcome = await self.d.submissions.submit(spec.output_prefix, [r["jobName"] for r in requests], requests,
-                                                      spec.task_type, deadline)
+                                                      spec.task_type, deadline, definition=definition)
         except AwsRequestError as exc:
             meta.rejection = f"cannot record the submission under the output prefix: {exc.code}: {exc.message}"
             return meta

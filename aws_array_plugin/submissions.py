@@ -8,6 +8,10 @@ next GetTask on any replica takes the record over (If-Match on its ETag, so one 
 before submitting, looks the deterministic job names up with ListJobs in case the dead owner had
 already submitted. An owner never submits within a margin (a third of `claimTimeout`, at most 10 s) of its
 claim's expiry, so such a job is always old enough for ListJobs to see it.
+
+The record also holds the job definition (RegisterJobDefinition's parameters): the worker finds or registers it
+right before SubmitJob, so CreateTask makes a single AWS call, and a definition AWS rejects fails the task
+through the record like a rejected SubmitJob. Records without one carry the definition's ARN in their requests.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from typing import Any
 from aws_array_plugin.aws_calls import AwsApi, AwsRequestError, AwsUnavailable
 from aws_array_plugin.background import cancel_and_wait
 from aws_array_plugin.config import Config
+from aws_array_plugin.job_definitions import JobDefinitions
+from aws_array_plugin.job_requests import JobDefinition
 from aws_array_plugin.metrics import Metrics
 from aws_array_plugin.storage import S3Store, WriteConflict
 
@@ -88,9 +94,10 @@ def _now() -> float:
 
 
 class Submissions:
-    def __init__(self, api: AwsApi, store: S3Store, config: Config, metrics: Metrics,
+    def __init__(self, api: AwsApi, store: S3Store, config: Config, metrics: Metrics, definitions: JobDefinitions,
                  on_submitted: Callable[[list[str]], None] | None = None) -> None:
         self._api = api
+        self._definitions = definitions
         # Told about every job this replica submits (the status engine then knows it without a describe).
         self._on_submitted = on_submitted
         self._store = store
@@ -128,9 +135,11 @@ class Submissions:
 
     # -- CreateTask ----------------------------------------------------------------------------------
     async def submit(self, output_prefix: str, job_names: list[str], requests: list[dict[str, Any]],
-                     task_type: str, deadline: float | None = None) -> Resolution:
+                     task_type: str, deadline: float | None = None, *,
+                     definition: JobDefinition | None = None) -> Resolution:
         """Claim, queue and (within `createWait`) submit. AWS calls give up before `deadline`, so a
-        CreateTask that times out never leaves a job behind that propeller does not know about."""
+        CreateTask that times out never leaves a job behind that propeller does not know about.
+        With `definition`, the requests name it and the worker puts its ARN in before SubmitJob."""
         uri = record_uri(output_prefix)
         now = _now()
         record = {
@@ -140,6 +149,8 @@ class Submissions:
             "claimedUntil": now + self._expected_wait(len(self._queue) + 1) + self._config.claim_timeout,
             "createdAt": now,
         }
+        if definition is not None:
+            record["jobDefinition"] = definition.body
         try:
             etag = await self._store.write(uri, _dump(record), create_only=True, content_type="application/json",
                                            deadline=deadline)
@@ -349,21 +360,26 @@ class Submissions:
             # on any replica changes it, and the conditional write then fails.
             if not await self._renew(pending):
                 return await self._settle_lost(pending)
+            body = pending.record.get("jobDefinition")
+            arn: str | None = None
+            if body is not None:
+                try:
+                    arn = await self._definitions.arn(JobDefinition(str(body["jobDefinitionName"]), body),
+                                                      self._claim_deadline(pending))
+                except AwsRequestError as exc:
+                    why = f"AWS Batch rejected the job definition: {exc.code}: {exc.message}"
+                    return await self._refuse(pending, why)
             for i, request in enumerate(pending.record["requests"]):
                 if job_ids[i]:
                     continue
-                # No attempt starts within the margin of the claim's expiry (throttling can stretch the retries,
-                # and S3 trouble can stop the renewals): a replica taking over must find the job by name.
-                deadline = time.monotonic() + float(pending.record["claimedUntil"]) - _now() - self._margin
+                if arn is not None:
+                    request = {**request, "jobDefinition": arn}
                 try:
                     # No blind retry after a timeout: the job may exist; the worker looks it up by name instead.
                     resp = await self._api.call("submit", "batch", "submit_job", retry_timeouts=False,
-                                                deadline=deadline, **request)
+                                                deadline=self._claim_deadline(pending), **request)
                 except AwsRequestError as exc:
-                    message = f"AWS Batch rejected the job: {exc.code}: {exc.message}"
-                    self._metrics.submissions.labels(pending.task_type, "failed").inc()
-                    final = {**pending.record, "jobIds": job_ids, "state": FAILED, "message": message}
-                    return await self._record_final(pending, final) or Refused(message)
+                    return await self._refuse(pending, f"AWS Batch rejected the job: {exc.code}: {exc.message}")
                 job_ids[i] = str(resp["jobId"])
         ids = [str(i) for i in job_ids]
         if not pending.announced:
@@ -373,6 +389,16 @@ class Submissions:
                 self._on_submitted(ids)
         final = {**pending.record, "jobIds": ids, "state": SUBMITTED}
         return await self._record_final(pending, final) or Submitted(ids)
+
+    def _claim_deadline(self, pending: _Pending) -> float:
+        """No AWS call towards a submission starts within the margin of the claim's expiry (throttling can stretch
+        the retries, and S3 trouble can stop the renewals): a replica taking over must find the job by name."""
+        return time.monotonic() + float(pending.record["claimedUntil"]) - _now() - self._margin
+
+    async def _refuse(self, pending: _Pending, message: str) -> Resolution:
+        self._metrics.submissions.labels(pending.task_type, "failed").inc()
+        final = {**pending.record, "jobIds": pending.job_ids, "state": FAILED, "message": message}
+        return await self._record_final(pending, final) or Refused(message)
 
     async def _settle_lost(self, pending: _Pending) -> Resolution:
         """Our claim is gone: cancelled by DeleteTask (terminate what we submitted) or taken over."""

@@ -219,6 +219,27 @@ async def test_bad_input_is_a_recorded_rejection(start_plugin: StartPlugin, case
         await plugin.agents.DeleteTask(agent_pb2.DeleteTaskRequest(resource_meta=resp.resource_meta), timeout=10)
 
 
+async def test_a_job_definition_aws_rejects_fails_the_task_and_submits_nothing(start_plugin: StartPlugin) -> None:
+    """AWS rejects the definition (a tag value over 256 characters): the task fails for good with AWS's reason,
+    kept in the submission record, so another replica answers the same; nothing is submitted."""
+    config = {"jobDefinitions": {"tags": {"note": "x" * 300}}}
+    run = uuid.uuid4().hex[:8]
+    # A role of its own: tags are not part of a definition's content, so an existing one would be reused.
+    req = create_request(task_template("awsbatch_minimal_task"), execution=f"bad-def-{run}",
+                         iam_role=f"arn:aws:iam::123456789012:role/bad-def-{run}")
+    async with start_plugin(config) as plugin:
+        resp = await plugin.agents.CreateTask(req, timeout=10)
+        assert len(plugin.sent("RegisterJobDefinition")) == 1 and plugin.sent("SubmitJob") == []
+        res = await get(plugin, resp.resource_meta)
+        assert res.phase == Phase.FAILED
+        assert "AWS Batch rejected the job definition" in res.message and "256" in res.message
+    async with start_plugin(config) as plugin2:  # a repeated CreateTask on a new replica reads the record
+        again = (await plugin2.agents.CreateTask(req, timeout=10)).resource_meta
+        assert again == resp.resource_meta
+        assert (await get(plugin2, again)).message == res.message
+        assert plugin2.sent("RegisterJobDefinition") == [] and plugin2.sent("SubmitJob") == []
+
+
 async def test_list_agents_and_health(start_plugin: StartPlugin) -> None:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 

@@ -605,6 +605,35 @@ async def test_no_submit_job_starts_near_the_expiry_of_its_claim(emu: EmulatorPr
         assert task.final is not None and task.final.phase == Phase.SUCCEEDED, task.final
 
 
+async def test_create_task_answers_while_job_definition_calls_are_throttled(emu: EmulatorProcess,
+                                                                           tmp_path: Path) -> None:
+    """DescribeJobDefinitions and RegisterJobDefinition throttled for seconds (a backfill of many new images can do
+    that): CreateTask still answers at once, since finding the definition is the submission worker's business,
+    GetTask reports the tasks as waiting to be submitted, and each job is submitted once AWS lets the calls in."""
+    run = run_id("defs")
+    tasks = [single(run, i, True, 0.3) for i in range(3)]
+    await asyncio.to_thread(put_outputs, emu, tasks)
+    async with cluster(emu, tmp_path, 1) as propeller:
+        emu.set_faults({"DescribeJobDefinitions": {"throttle": 1.0}, "RegisterJobDefinition": {"throttle": 1.0}})
+        for t in tasks:
+            t.meta, _, t.create_failures = await propeller.create_until_accepted(t.request, time.monotonic() + 30)
+        await wait_until(lambda: emu.stats().get("DescribeJobDefinitions", 0) >= 3, 20, "definition lookups retried")
+        for t in tasks:
+            res, _ = await propeller.get(t.meta, t.task_type)
+            assert res is not None and res.phase == Phase.QUEUED and "waiting" in res.message, res
+        assert await asyncio.to_thread(emu.answered, "SubmitJob") == 0
+        emu.clear_faults()
+        done = asyncio.Event()
+        done.set()
+        await poll_until_done(propeller, tasks, time.monotonic() + 60, creating=done)
+        jobs = await asyncio.to_thread(emu.jobs_named, run)
+        print(f"\n[definitions throttled] create failures={[t.create_failures for t in tasks]} jobs={len(jobs)} "
+              f"finals={[t.final and phase_name(t.final.phase) for t in tasks]}")
+        assert [t.create_failures for t in tasks] == [0, 0, 0]
+        assert len(jobs) == 3 and await asyncio.to_thread(emu.answered, "SubmitJob") == 3
+        assert all(t.final is not None and t.final.phase == Phase.SUCCEEDED for t in tasks)
+
+
 async def test_a_deleted_task_is_never_submitted_later_nor_left_running(emu: EmulatorProcess, tmp_path: Path) -> None:
     """DeleteTask on another replica than the one holding the task's submission: (1) the owner is alive with the
     task still queued: it must not submit it afterwards; (2) the owner died with its SubmitJob in flight (AWS
