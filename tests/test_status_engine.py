@@ -166,7 +166,7 @@ async def test_requests_name_this_service_in_their_user_agent(eng: Engine, stuck
     await eng.api.call("describe", "batch", "describe_jobs", jobs=stuck_jobs[:1])
     assert len(agents) == 1
     agent = agents[0] if isinstance(agents[0], str) else agents[0].decode()
-    assert "aws-array-plugin/0.1.0" in agent.split() and "botocore/" in agent
+    assert agent.split()[-1] == "aws-array-plugin/0.1.0" and "botocore/" in agent
 
 
 async def test_errors_are_still_parsed_by_the_sdk(eng: Engine, emu: Any, stuck_jobs: list[str]) -> None:
