@@ -101,17 +101,19 @@ class StatusEngine:
         return len(self._jobs)
 
     # -- queries -----------------------------------------------------------------------------------
-    def seed(self, job_id: str, status: str = "SUBMITTED") -> None:
-        """A job this replica just submitted: its first GetTask needs no AWS call."""
+    def seed(self, job_id: str, queue: str, status: str = "SUBMITTED") -> None:
+        """A job this replica just submitted: its first GetTask needs no AWS call. The queue (name or ARN, as
+        submitted) labels it in the gauges until DescribeJobs tells more."""
         job = self._track(job_id)
         if job.detail is None:
-            job.detail = {"jobId": job_id, "status": status}
+            job.detail = {"jobId": job_id, "status": status, "jobQueue": queue}
             job.fetched_at = self._clock()
             self._by_fetch[job_id] = job  # a candidate to fill partial DescribeJobs calls, like a described job
 
-    def seed_all(self, job_ids: Iterable[str]) -> None:
-        for job_id in job_ids:
-            self.seed(job_id)
+    def seed_all(self, jobs: Iterable[tuple[str, str]]) -> None:
+        """(job id, queue) of each job just submitted."""
+        for job_id, queue in jobs:
+            self.seed(job_id, queue)
 
     async def jobs(self, job_ids: Iterable[str], *, background: bool = True) -> list[TrackedJob]:
         """Fresh-enough state of each job; waits for one coalesced DescribeJobs when needed. When AWS

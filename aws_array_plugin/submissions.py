@@ -95,7 +95,7 @@ def _now() -> float:
 
 class Submissions:
     def __init__(self, api: AwsApi, store: S3Store, config: Config, metrics: Metrics, definitions: JobDefinitions,
-                 on_submitted: Callable[[list[str]], None] | None = None) -> None:
+                 on_submitted: Callable[[list[tuple[str, str]]], None] | None = None) -> None:
         self._api = api
         self._definitions = definitions
         # Told about every job this replica submits (the status engine then knows it without a describe).
@@ -386,7 +386,8 @@ class Submissions:
             pending.announced = True
             self._metrics.submissions.labels(pending.task_type, "submitted").inc()
             if self._on_submitted is not None:
-                self._on_submitted(ids)
+                queues = [str(r["jobQueue"]) for r in pending.record["requests"]]
+                self._on_submitted(list(zip(ids, queues, strict=True)))
         final = {**pending.record, "jobIds": ids, "state": SUBMITTED}
         return await self._record_final(pending, final) or Submitted(ids)
 

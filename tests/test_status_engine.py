@@ -38,6 +38,7 @@ class Engine:
     engine: StatusEngine
     api: AwsApi
     clock: Clock
+    metrics: Metrics
     calls: list[list[str]] = field(default_factory=list)  # ids of each DescribeJobs request, in order
 
     def take_calls(self) -> list[list[str]]:
@@ -81,7 +82,7 @@ async def eng(emu: Any) -> AsyncIterator[Engine]:
             os.environ["AWS_ENDPOINT_URL"] = saved
     clock = Clock()
     engine = StatusEngine(api, config.status, metrics, clock=clock)
-    e = Engine(engine, api, clock)
+    e = Engine(engine, api, clock, metrics)
 
     def record(params: dict[str, Any], **_: Any) -> None:
         e.calls.append(list(params["jobs"]))
@@ -209,9 +210,21 @@ async def test_the_pass_takes_jobs_that_would_be_stale_before_the_next_one(eng: 
     assert eng.take_calls() == []
 
 
+async def test_jobs_just_submitted_count_under_their_queue(eng: Engine) -> None:
+    """Before any DescribeJobs, a job this replica submitted is in the tracked-jobs gauge under the queue it went
+    to (name or ARN), never under an empty label, which Prometheus shows as a series without `queue`."""
+    queue = f"q-{uuid.uuid4().hex[:6]}"
+    eng.engine.seed_all([(f"seeded-{uuid.uuid4()}", f"arn:aws:batch:us-east-1:123456789012:job-queue/{queue}"),
+                         (f"seeded-{uuid.uuid4()}", queue)])
+    eng.engine._publish_gauges()  # what the refresher does after each pass
+    samples = {s.labels["queue"]: s.value for m in eng.metrics.registry.collect() if m.name.endswith("tracked_jobs")
+               for s in m.samples}
+    assert samples == {queue: 2}
+
+
 async def test_jobs_just_submitted_fill_a_partial_call(eng: Engine, stuck_jobs: list[str]) -> None:
     seeded, asked = stuck_jobs[200:350], stuck_jobs[350:360]
-    eng.engine.seed_all(seeded)
+    eng.engine.seed_all((job_id, "default") for job_id in seeded)
     eng.clock.now += INTERVAL * 0.6
     await eng.engine.jobs(asked)
     calls = eng.take_calls()
