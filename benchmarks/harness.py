@@ -4,6 +4,7 @@ percentiles and the Go plugin's DescribeJobs scheme."""
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -263,18 +264,24 @@ class ServerProcess:
         self._log.close()
         return int(self.proc.returncode)
 
+    @functools.cached_property
+    def _probe_data(self) -> dict[str, Any]:
+        """What the probe wrote at the server's exit (read once: the stall samples make it large)."""
+        if self.lag_file is None or not self.lag_file.exists():
+            return {}
+        data: dict[str, Any] = json.loads(self.lag_file.read_text())
+        return data
+
     def loop_lags(self) -> list[tuple[float, float]]:
         """(wall time, seconds late) of every event-loop stall > 2 ms seen by the probe (after stop())."""
-        if self.lag_file is None or not self.lag_file.exists():
-            return []
-        return [(float(t), float(lag)) for t, lag in json.loads(self.lag_file.read_text())["lags"]]
+        return [(float(t), float(lag)) for t, lag in self._probe_data.get("lags", [])]
 
     def probe_summary(self) -> dict[str, Any]:
         """Objects the garbage collector tracked at exit, how many start-up froze (gc.freeze()), and how long
         the status refresh passes took."""
-        if self.lag_file is None or not self.lag_file.exists():
+        data = self._probe_data
+        if not data:
             return {}
-        data = json.loads(self.lag_file.read_text())
         passes = sorted(float(took) * 1000 for _, took, _ in data.get("refresh_passes", []))
         return {"gc_tracked_objects_at_exit": int(data.get("tracked_objects_at_exit", 0)),
                 "gc_frozen_objects": int(data.get("frozen_objects", 0)),
@@ -284,15 +291,11 @@ class ServerProcess:
 
     def create_splits(self) -> list[tuple[float, float, float]]:
         """(handler start, seconds before the handler, seconds in it) of every CreateTask the probe timed."""
-        if self.lag_file is None or not self.lag_file.exists():
-            return []
-        return [(float(t), float(a), float(h)) for t, a, h in json.loads(self.lag_file.read_text()).get("creates", [])]
+        return [(float(t), float(a), float(h)) for t, a, h in self._probe_data.get("creates", [])]
 
     def gc_pauses(self) -> list[tuple[float, int, float]]:
         """(wall time, generation, seconds) of every garbage collection over 2 ms seen by the probe."""
-        if self.lag_file is None or not self.lag_file.exists():
-            return []
-        return [(float(t), int(g), float(d)) for t, g, d in json.loads(self.lag_file.read_text()).get("gc_pauses", [])]
+        return [(float(t), int(g), float(d)) for t, g, d in self._probe_data.get("gc_pauses", [])]
 
     def slow_callbacks(self) -> list[tuple[float, str, float]]:
         """(wall time, what, seconds) of each callback asyncio's debug mode reported as slow."""
