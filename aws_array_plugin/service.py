@@ -29,6 +29,7 @@ from aws_array_plugin.metrics import Metrics
 from aws_array_plugin.resource_meta import ARRAY, SINGLE, MetaError, ResourceMeta, decode, encode
 from aws_array_plugin.status_engine import StatusEngine, TrackedJob
 from aws_array_plugin.storage import S3Store
+from aws_array_plugin.submission_journal import JournalRef
 from aws_array_plugin.submissions import Refused, Submissions, Submitted
 from aws_array_plugin.task_specs import CONTAINER_ARRAY, Rejection, build_task_spec
 
@@ -134,6 +135,9 @@ class AgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: ignore[mi
             meta.job_ids.extend(outcome.job_ids)
         elif isinstance(outcome, Refused):
             meta.rejection = outcome.message
+        elif outcome.journal is not None:
+            meta.journal = outcome.journal.uri
+            meta.journal_entry = outcome.journal.entry
         return meta
 
     # -- GetTask -------------------------------------------------------------------------------------
@@ -184,7 +188,7 @@ class AgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: ignore[mi
     async def _job_ids(self, meta: ResourceMeta) -> list[str] | agent_pb2.Resource:
         if meta.job_ids:
             return list(meta.job_ids)
-        outcome = await self.d.submissions.resolve(meta.output_prefix)
+        outcome = await self.d.submissions.resolve(meta.output_prefix, journal=_journal_ref(meta))
         if isinstance(outcome, Submitted):
             return outcome.job_ids
         if isinstance(outcome, Refused):
@@ -404,7 +408,8 @@ class AgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: ignore[mi
             return
         reason = f"Aborted by Flyte ({meta.execution_id})"
         try:
-            ids = list(meta.job_ids) or await self.d.submissions.cancel(meta.output_prefix, reason)
+            ids = list(meta.job_ids) or await self.d.submissions.cancel(meta.output_prefix, reason,
+                                                                              _journal_ref(meta))
             for job_id in ids:
                 try:
                     await self.d.api.call("terminate", "batch", "terminate_job", jobId=job_id, reason=reason)
@@ -479,3 +484,7 @@ def _child_index(context: grpc.aio.ServicerContext) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+def _journal_ref(meta: ResourceMeta) -> JournalRef | None:
+    return JournalRef(meta.journal, meta.journal_entry) if meta.journal else None

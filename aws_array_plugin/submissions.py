@@ -1,13 +1,15 @@
 """Exactly-once, paced submission of AWS jobs, durable across replicas and restarts.
 
-CreateTask claims the attempt by creating `<output_prefix>/_aws_array_plugin/submission.json` with an
-S3 conditional write (If-None-Match: *): only one call, on any replica, ever owns a fresh attempt, so a
-repeated CreateTask costs two S3 calls and no AWS Batch call. The owner submits behind the SubmitJob
-limiter and records the job ids. If the owner dies first, its claim expires (`claimedUntil`) and the
-next GetTask on any replica takes the record over (If-Match on its ETag, so one replica wins) and,
-before submitting, looks the deterministic job names up with ListJobs in case the dead owner had
-already submitted. An owner never submits within a margin (a third of `claimTimeout`, at most 10 s) of its
-claim's expiry, so such a job is always old enough for ListJobs to see it.
+CreateTask claims the attempt in the submission journal (one S3 object for the CreateTasks of one moment on a
+replica, see submission_journal.py) and queues it. Right before SubmitJob, the owner writes the attempt's own
+record, `<output_prefix>/_aws_array_plugin/submission.json`, with an S3 conditional create (If-None-Match: *):
+however many claims point at an attempt (a repeated CreateTask, a takeover), only one creates the record, and
+only the record's owner submits. It then records the job ids with If-Match on the record's ETag. If the owner
+dies first, its claim expires (`claimedUntil`) and the next GetTask on any replica takes the attempt over (a
+conditional create of the record, or If-Match on its ETag, so one replica wins) and, before submitting, looks
+the deterministic job names up with ListJobs in case the dead owner had already submitted. An owner never
+submits within a margin (a third of `claimTimeout`, at most 10 s) of its claim's expiry, so such a job is
+always old enough for ListJobs to see it.
 
 The record also holds the job definition (RegisterJobDefinition's parameters): the worker finds or registers it
 right before SubmitJob, so CreateTask makes a single AWS call, and a definition AWS rejects fails the task
@@ -36,6 +38,7 @@ from aws_array_plugin.job_definitions import JobDefinitions
 from aws_array_plugin.job_requests import JobDefinition
 from aws_array_plugin.metrics import Metrics
 from aws_array_plugin.storage import S3Store, WriteConflict
+from aws_array_plugin.submission_journal import JournalRef, SubmissionJournal
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,8 @@ class Waiting:
 
     position: int | None
     detail: str
+    # Where the claim is while the attempt has no record yet: the resource meta keeps it.
+    journal: JournalRef | None = None
 
 
 @dataclass
@@ -78,8 +83,9 @@ Resolution = Waiting | Submitted | Refused
 class _Pending:
     uri: str
     record: dict[str, Any]
-    etag: str
+    etag: str | None  # None until the attempt's record exists (the claim is in a journal)
     recover: bool
+    journal: JournalRef | None = None
     task_type: str = ""
     job_ids: list[str | None] | None = None  # as submitted so far
     announced: bool = False
@@ -101,6 +107,7 @@ class Submissions:
         # Told about every job this replica submits (the status engine then knows it without a describe).
         self._on_submitted = on_submitted
         self._store = store
+        self._journal = SubmissionJournal(store)
         self._config = config.submission
         self._metrics = metrics
         self.replica = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -123,11 +130,11 @@ class Submissions:
 
     async def stop(self) -> None:
         await cancel_and_wait(self._tasks)
+        await self._journal.close()
         # Hand queued claims over at once instead of letting them expire.
         for p in list(self._queue):
-            p.record["claimedUntil"] = 0
             with contextlib.suppress(Exception):
-                await self._store.write(p.uri, _dump(p.record), if_match=p.etag)
+                await self._write_record(p, {**p.record, "claimedUntil": 0})
 
     @property
     def backlog(self) -> int:
@@ -141,6 +148,16 @@ class Submissions:
         CreateTask that times out never leaves a job behind that propeller does not know about.
         With `definition`, the requests name it and the worker puts its ARN in before SubmitJob."""
         uri = record_uri(output_prefix)
+        # A repeated CreateTask: this replica already knows the attempt (other replicas find out when the
+        # worker's conditional create of the record fails, before any SubmitJob).
+        known = self._known.get(uri)
+        mine = self._by_uri.get(uri)
+        if known is not None or mine is not None:
+            self._metrics.submissions.labels(task_type, "deduplicated").inc()
+            if known is not None:
+                return known
+            assert mine is not None
+            return Waiting(self._position(mine), "waiting for a SubmitJob slot", mine.journal)
         now = _now()
         record = {
             "version": _RECORD_VERSION, "state": PENDING, "taskType": task_type, "jobNames": job_names,
@@ -151,30 +168,29 @@ class Submissions:
         }
         if definition is not None:
             record["jobDefinition"] = definition.body
-        try:
-            etag = await self._store.write(uri, _dump(record), create_only=True, content_type="application/json",
-                                           deadline=deadline)
-        except WriteConflict:
-            self._metrics.submissions.labels(task_type, "deduplicated").inc()
-            return await self.resolve(output_prefix, deadline)
-        pending = _Pending(uri, record, etag, recover=False, task_type=task_type)
+        journal = await self._journal.append(uri, record, deadline)
+        pending = _Pending(uri, record, None, recover=False, task_type=task_type, journal=journal)
         ahead = self.backlog
         self._enqueue(pending)
         wait = self._config.create_wait
         if self._expected_wait(ahead) > wait:
             # Behind a backlog it will not be submitted in time anyway: answer now, as "waiting to submit".
             self._metrics.submissions.labels(task_type, "queued").inc()
-            return Waiting(self._position(pending), "waiting for a SubmitJob slot")
+            return Waiting(self._position(pending), "waiting for a SubmitJob slot", journal)
         if deadline is not None:
             wait = max(0.0, min(wait, deadline - time.monotonic()))
         try:
-            return await asyncio.wait_for(asyncio.shield(pending.done), wait)
+            outcome = await asyncio.wait_for(asyncio.shield(pending.done), wait)
         except TimeoutError:
             self._metrics.submissions.labels(task_type, "queued").inc()
-            return Waiting(self._position(pending), "waiting for a SubmitJob slot")
+            return Waiting(self._position(pending), "waiting for a SubmitJob slot", journal)
+        if isinstance(outcome, Waiting) and outcome.journal is None:
+            outcome.journal = journal  # handled by another claim on the attempt: this one stays readable
+        return outcome
 
     # -- GetTask -------------------------------------------------------------------------------------
-    async def resolve(self, output_prefix: str, deadline: float | None = None) -> Resolution:
+    async def resolve(self, output_prefix: str, deadline: float | None = None,
+                      journal: JournalRef | None = None) -> Resolution:
         """Where the submission of this attempt stands; takes over an abandoned one."""
         uri = record_uri(output_prefix)
         known = self._known.get(uri)
@@ -183,11 +199,11 @@ class Submissions:
         mine = self._by_uri.get(uri)
         if mine is not None:
             return Waiting(self._position(mine), "waiting for a SubmitJob slot")
-        obj = await self._store.read(uri, deadline)
-        if obj is None:
+        found = await self._read_claim(uri, journal, deadline)
+        if found is None:
             return Refused(f"the submission record {uri} is missing, so this attempt cannot be tracked; "
                            "a retry of the task submits it again", retryable=True)
-        record = json.loads(obj.data)
+        record, etag = found
         outcome = _outcome(record)
         if outcome is not None:
             self._remember(uri, outcome)
@@ -198,7 +214,8 @@ class Submissions:
         record["claimedBy"] = self.replica
         record["claimedUntil"] = _now() + self._expected_wait(len(self._queue) + 1) + self._config.claim_timeout
         try:
-            etag = await self._store.write(uri, _dump(record), if_match=obj.etag, content_type="application/json")
+            etag = await self._store.write(uri, _dump(record), if_match=etag, create_only=etag is None,
+                                           content_type="application/json")
         except WriteConflict:
             return Waiting(None, "waiting for a SubmitJob slot on another replica")
         log.info("took over abandoned submission %s", uri)
@@ -207,22 +224,23 @@ class Submissions:
         return Waiting(self._position(pending), "waiting for a SubmitJob slot (taken over)")
 
     # -- DeleteTask ----------------------------------------------------------------------------------
-    async def cancel(self, output_prefix: str, reason: str) -> list[str]:
+    async def cancel(self, output_prefix: str, reason: str, journal: JournalRef | None = None) -> list[str]:
         """Make sure a not-yet-submitted attempt never is; returns job ids already submitted."""
         uri = record_uri(output_prefix)
         mine = self._by_uri.get(uri)
         for _ in range(5):
-            obj = await self._store.read(uri)
-            if obj is None:
+            claim = await self._read_claim(uri, journal)
+            if claim is None:
                 return []
-            record = json.loads(obj.data)
+            record, etag = claim
             ids = [i for i in record.get("jobIds", []) if i]
             if record.get("state") != PENDING:
                 return ids
             record["state"] = CANCELLED
             record["message"] = reason
             try:
-                await self._store.write(uri, _dump(record), if_match=obj.etag, content_type="application/json")
+                await self._store.write(uri, _dump(record), if_match=etag, create_only=etag is None,
+                                        content_type="application/json")
             except WriteConflict:
                 continue
             if mine is not None and mine.queued:
@@ -230,14 +248,36 @@ class Submissions:
                 self._by_uri.pop(uri, None)
                 self._finish(mine, Refused(reason))
             self._remember(uri, Refused(reason))
-            if mine is None:
-                # The owner is another replica, maybe a dead one whose SubmitJob reached AWS unrecorded.
+            if mine is None and etag is not None:
+                # The owner is another replica, maybe a dead one whose SubmitJob reached AWS unrecorded (while the
+                # claim was only in a journal, nobody had submitted: SubmitJob comes after the record).
                 found = await self._find_existing(record.get("requests", []))
                 ids = list(dict.fromkeys([*ids, *found.values()]))
             return ids
         raise AwsUnavailable("put_object", "conflict", "submission record kept changing")
 
     # -- internals -----------------------------------------------------------------------------------
+    async def _read_claim(self, uri: str, journal: JournalRef | None, deadline: float | None = None
+                          ) -> tuple[dict[str, Any], str | None] | None:
+        """The attempt's record and its ETag; else the claim in its journal entry (ETag None: the record is
+        created conditionally); None when neither exists."""
+        obj = await self._store.read(uri, deadline)
+        if obj is not None:
+            return json.loads(obj.data), obj.etag
+        if journal is None:
+            return None
+        entry = await self._journal.entry(journal, uri, deadline)
+        if entry is None:
+            return None
+        # The record may have been created since the read: the conditional create then fails, as it should.
+        return entry, None
+
+    async def _write_record(self, pending: _Pending, record: dict[str, Any]) -> None:
+        """Replace the record we hold (If-Match), or create it (If-None-Match) while the claim is in a journal."""
+        pending.etag = await self._store.write(pending.uri, _dump(record), if_match=pending.etag,
+                                               create_only=pending.etag is None, content_type="application/json")
+        pending.record = record
+
     def _expected_wait(self, position: int) -> float:
         return position / max(self._rate, 0.1)
 
@@ -317,11 +357,9 @@ class Submissions:
         record = dict(pending.record)
         record["claimedUntil"] = _now() + self._expected_wait(self._position(pending) or 1) + self._config.claim_timeout
         try:
-            pending.etag = await self._store.write(pending.uri, _dump(record), if_match=pending.etag,
-                                                   content_type="application/json")
+            await self._write_record(pending, record)
         except WriteConflict:
             return False
-        pending.record = record
         return True
 
     async def _renewer(self) -> None:
@@ -405,6 +443,9 @@ class Submissions:
         """Our claim is gone: cancelled by DeleteTask (terminate what we submitted) or taken over."""
         obj = await self._store.read(pending.uri)
         current = json.loads(obj.data) if obj else {}
+        if pending.etag is None and obj is not None and current.get("state") != CANCELLED:
+            # Our claim never held the record: another claim on the same attempt (a repeated CreateTask) did.
+            self._metrics.submissions.labels(pending.task_type, "deduplicated").inc()
         if current.get("state") == CANCELLED:
             await self._terminate_known(pending, current)
             if obj is not None and any(pending.job_ids or []):
@@ -425,9 +466,7 @@ class Submissions:
         """Persist the outcome. If DeleteTask cancelled meanwhile, terminate what was just submitted."""
         for _ in range(5):
             try:
-                pending.etag = await self._store.write(pending.uri, _dump(record), if_match=pending.etag,
-                                                       content_type="application/json")
-                pending.record = record
+                await self._write_record(pending, record)
                 return None
             except WriteConflict:
                 obj = await self._store.read(pending.uri)

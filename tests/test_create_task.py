@@ -3,7 +3,10 @@ templates, idempotency, and every kind of bad input (a recorded rejection, nothi
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
+from typing import Any
 
 import pytest
 from flyteidl.admin import agent_pb2
@@ -169,6 +172,56 @@ async def test_queued_tasks_report_their_place_in_line(start_plugin: StartPlugin
         req = create_request(task_template("awsbatch_minimal_task"), execution=f"line-{uuid.uuid4().hex[:6]}-7")
         metas.append((await plugin.agents.CreateTask(req, timeout=10)).resource_meta)
         assert (await positions())[5:] == [1, 2, 3]
+
+
+async def test_create_tasks_of_one_moment_share_one_journal_write(start_plugin: StartPlugin, aws) -> None:
+    """Concurrent CreateTasks behind the SubmitJob quota: their claims go to S3 together, in journal objects, not
+    one PutObject each; each resource meta points at its entry. Another replica answers from the journal, and a
+    repeated CreateTask there gives one job in all."""
+    config = {"rateLimits": {"submit": {"rate": 0.05, "burst": 1}}, "submission": {"workers": 1, "createWait": "0s"}}
+    run = uuid.uuid4().hex[:6]
+    reqs = [create_request(task_template("awsbatch_minimal_task"), execution=f"jrn-{run}-{i}") for i in range(20)]
+    s3 = aws.client("s3")
+
+    def read(uri: str) -> Any:
+        bucket, _, key = uri[5:].partition("/")
+        return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    async with start_plugin(config) as plugin:
+        keys: list[str] = []
+        plugin.running.deps.api.client("s3").meta.events.register(
+            "provide-client-params.s3.PutObject", lambda params, **_: keys.append(params["Key"]))
+        answers = await asyncio.gather(*(plugin.agents.CreateTask(r, timeout=10) for r in reqs))
+        metas = [decode(a.resource_meta) for a in answers]
+        journals = [k for k in keys if "/_aws_array_plugin/journal-" in k]
+        waiting = [i for i, m in enumerate(metas) if not m.job_ids]
+        assert len(waiting) >= len(reqs) - 1  # one may have taken the quota's burst of 1
+        assert 1 <= len(journals) < len(reqs) / 2, journals
+        assert len(keys) - len(journals) <= 2, keys  # only the record of the one job submitted so far
+        for i in waiting:
+            m = metas[i]
+            assert m.journal.endswith(".json") and m.journal.startswith("s3://")
+            entry = read(m.journal)["entries"][m.journal_entry]
+            assert entry["record"] == f"{m.output_prefix}/_aws_array_plugin/submission.json"
+            assert entry["state"] == "pending" and entry["jobNames"] == [m.job_name]
+            assert entry["claimedBy"] == plugin.running.deps.submissions.replica
+        last = waiting[-1]
+        async with start_plugin(config) as plugin2:
+            res = await get(plugin2, answers[last].resource_meta)
+            assert res.phase == Phase.QUEUED, res
+            assert f"on replica {plugin.running.deps.submissions.replica}" in res.message, res.message
+            again = await plugin2.agents.CreateTask(reqs[last], timeout=10)
+            assert decode(again.resource_meta).journal != metas[last].journal  # a claim of its own
+            for _ in range(100):
+                res = await get(plugin2, answers[last].resource_meta)
+                if res.phase != Phase.QUEUED:
+                    break
+                await asyncio.sleep(0.1)
+            # moto's jobs succeed without running, so no outputs: the task's own job ran, not a queued one.
+            assert "the job succeeded" in res.message, res
+            assert [s["jobName"] for s in plugin2.sent("SubmitJob")] == [metas[last].job_name]
+            assert read(f"{metas[last].output_prefix}/_aws_array_plugin/submission.json")["state"] == "submitted"
+        assert metas[last].job_name not in [s["jobName"] for s in plugin.sent("SubmitJob")]
 
 
 def _bad_requests() -> list[tuple[str, agent_pb2.CreateTaskRequest, dict, str]]:

@@ -668,3 +668,32 @@ async def test_a_deleted_task_is_never_submitted_later_nor_left_running(emu: Emu
     for line in settled.late + settled.not_aborted:
         print("  deleted", line)
     settled.assert_sound()
+
+
+async def test_a_create_task_whose_claim_cannot_be_written_fails_and_is_never_submitted(emu: EmulatorProcess,
+                                                                                        tmp_path: Path) -> None:
+    """S3 refuses every write: the journal that would hold the claims of a group of concurrent CreateTasks cannot be
+    written, so each of them fails with UNAVAILABLE (propeller retries the task) and none is ever submitted, even
+    once S3 is back. The next CreateTasks are accepted and run."""
+    run = run_id("journal")
+    failing = [single(run, i, True, 0.3) for i in range(5)]
+    later = [single(run, 10 + i, True, 0.3) for i in range(3)]
+    await asyncio.to_thread(put_outputs, emu, later)
+    async with cluster(emu, tmp_path, 1) as propeller:
+        replica = propeller.replicas[0]
+        emu.set_faults({"PutObject": {"error": 1.0}})
+        answers = await asyncio.gather(*(propeller.create(t.request, replica) for t in failing))
+        codes = [error.code().name if error else "OK" for _, _, error in answers]
+        emu.clear_faults()
+        for t in later:
+            t.meta, _, t.create_failures = await propeller.create_until_accepted(t.request, time.monotonic() + 30)
+        done = asyncio.Event()
+        done.set()
+        await poll_until_done(propeller, later, time.monotonic() + 60, creating=done)
+        await asyncio.sleep(1.0)  # a stray submission of the failed ones would have had its slot by now
+        jobs = await asyncio.to_thread(emu.jobs_named, run)
+        print(f"\n[journal write fails] codes={codes} jobs={sorted(j['jobName'] for j in jobs)}")
+        assert codes == ["UNAVAILABLE"] * len(failing)
+        assert sorted(j["jobName"] for j in jobs) == sorted(t.job_name for t in later)
+        assert await asyncio.to_thread(emu.answered, "SubmitJob") == len(later)
+        assert all(t.final is not None and t.final.phase == Phase.SUCCEEDED for t in later)

@@ -64,6 +64,8 @@ class ResourceMeta(_message.Message):
     OUTPUT_NAMES_FIELD_NUMBER: _builtins.int
     REJECTION_FIELD_NUMBER: _builtins.int
     EXECUTION_ID_FIELD_NUMBER: _builtins.int
+    JOURNAL_FIELD_NUMBER: _builtins.int
+    JOURNAL_ENTRY_FIELD_NUMBER: _builtins.int
     schema_version: _builtins.int
     """Bumped on incompatible changes; readers reject versions they do not know."""
     kind: Global___TaskKind.ValueType
@@ -80,6 +82,12 @@ class ResourceMeta(_message.Message):
     """Set when CreateTask rejected the task: nothing was submitted and GetTask reports FAILED."""
     execution_id: _builtins.str
     """"<project>/<domain>/<name>" of the workflow execution, for messages and abort reasons."""
+    journal: _builtins.str
+    """While the submission waits behind the SubmitJob quota and has no submission record yet: the journal
+    (one S3 object holding the claims of every CreateTask of that moment on one replica) and this task's
+    entry in it. The record, once written, takes precedence.
+    """
+    journal_entry: _builtins.int
     @_builtins.property
     def job_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """AWS job ids, one per submitted AWS job, in chunk order. Empty while the submission waits
@@ -105,10 +113,12 @@ class ResourceMeta(_message.Message):
         output_names: _abc.Iterable[_builtins.str] | None = ...,
         rejection: _builtins.str = ...,
         execution_id: _builtins.str = ...,
+        journal: _builtins.str = ...,
+        journal_entry: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id", "job_ids", b"job_ids", "job_name", b"job_name", "kind", b"kind", "min_successes", b"min_successes", "output_names", b"output_names", "output_prefix", b"output_prefix", "queue", b"queue", "region", b"region", "rejection", b"rejection", "schema_version", b"schema_version", "size", b"size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id", "job_ids", b"job_ids", "job_name", b"job_name", "journal", b"journal", "journal_entry", b"journal_entry", "kind", b"kind", "min_successes", b"min_successes", "output_names", b"output_names", "output_prefix", b"output_prefix", "queue", b"queue", "region", b"region", "rejection", b"rejection", "schema_version", b"schema_version", "size", b"size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import ast
+import fnmatch
 import json
 import re
 from typing import Any
 
 from aws_array_plugin.aws_calls import CALL_CLASSES
+from aws_array_plugin.submission_journal import journal_uri
+from aws_array_plugin.submissions import record_uri
 from tests.deploy.support import REPO
 
 PACKAGE = REPO / "aws_array_plugin"
@@ -101,9 +104,16 @@ def test_pass_role_only_to_ecs_tasks_and_only_named_roles() -> None:
 
 def test_s3_writes_only_where_the_service_writes() -> None:
     (statement,) = policy_actions()["s3:PutObject"]
-    assert sorted(r.rsplit("*", 1)[1] for r in statement["Resource"]) == [
-        "/_aws_array_plugin/submission.json", "/outputs.pb",
+    assert sorted(r.split("${METADATA_PREFIX}*", 1)[1] for r in statement["Resource"]) == [
+        "/_aws_array_plugin/journal-*.json", "/_aws_array_plugin/submission.json", "/outputs.pb",
     ]
+    # The names the service writes under an attempt's output prefix are the ones the policy allows.
+    prefix = "s3://flyte-data/metadata/propeller/p-d-exec/n0/data/0"
+    record = record_uri(prefix)
+    written = [record, journal_uri(record), f"{prefix}/outputs.pb"]
+    patterns = [r.replace("arn:${AWS_PARTITION}:s3:::${METADATA_BUCKET}/${METADATA_PREFIX}", "s3://flyte-data/metadata/")
+                for r in statement["Resource"]]
+    assert all(any(fnmatch.fnmatchcase(uri, p) for p in patterns) for uri in written), (written, patterns)
     (read,) = policy_actions()["s3:GetObject"]
     assert read["Resource"].endswith("${METADATA_BUCKET}/${METADATA_PREFIX}*")
 

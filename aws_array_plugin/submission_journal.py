@@ -1,0 +1,142 @@
+"""Group commit of submission claims: the CreateTasks of one moment on a replica share one S3 PUT.
+
+A CreateTask must not answer before its claim is durable, and in a burst one S3 PutObject per CreateTask is the
+biggest share of a replica's CPU (botocore's fixed cost per call). The journal writes the claims that arrive
+while its previous write is in flight as one object, next to the first one's attempt data, and each
+CreateTask's resource meta points at its entry. The attempt's own submission record is written later, by the
+submission worker right before SubmitJob (a conditional create, so one claim wins however many point at the
+attempt), and from then on it takes precedence. A journal is never changed after it is written, so any
+replica may cache it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from aws_array_plugin.aws_calls import AwsUnavailable
+from aws_array_plugin.storage import S3Store, WriteConflict, split_uri
+
+JOURNAL_VERSION = 1
+# Entries per object: bounds the object (~1-2 KB per entry) and what a replica holds per cached journal.
+MAX_ENTRIES = 200
+_CACHED_JOURNALS = 32
+
+
+def journal_uri(record_uri: str) -> str:
+    """A new journal's name, next to the submission record of its first entry (where IAM lets us write)."""
+    return f"{record_uri.rsplit('/', 1)[0]}/journal-{uuid.uuid4().hex}.json"
+
+
+@dataclass(frozen=True)
+class JournalRef:
+    uri: str
+    entry: int
+
+
+@dataclass
+class _Append:
+    record_uri: str
+    record: dict[str, Any]
+    deadline: float | None
+    done: asyncio.Future[JournalRef] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class SubmissionJournal:
+    def __init__(self, store: S3Store, max_entries: int = MAX_ENTRIES) -> None:
+        self._store = store
+        self._max = max_entries
+        self._waiting: dict[str, list[_Append]] = {}  # by bucket
+        self._writers: dict[str, asyncio.Task[None]] = {}
+        self._cache: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+        self._reads: dict[str, asyncio.Task[list[dict[str, Any]] | None]] = {}
+
+    async def append(self, record_uri: str, record: dict[str, Any], deadline: float | None = None) -> JournalRef:
+        """Make `record`, the claim on the attempt whose submission record is `record_uri`, durable. Raises what
+        the S3 write raised (AwsUnavailable, AwsRequestError) for every claim of a failed write."""
+        bucket, _ = split_uri(record_uri)
+        item = _Append(record_uri, record, deadline)
+        self._waiting.setdefault(bucket, []).append(item)
+        if bucket not in self._writers:
+            # Started on the next loop turn, so every CreateTask of this turn joins the first write.
+            self._writers[bucket] = asyncio.create_task(self._write_all(bucket), name=f"journal-{bucket}")
+        return await item.done
+
+    async def entry(self, ref: JournalRef, record_uri: str, deadline: float | None = None) -> dict[str, Any] | None:
+        """The claim `ref` points at, or None if the journal is gone or the entry is not this attempt's."""
+        entries = await self._read(ref.uri, deadline)
+        if entries is None or not 0 <= ref.entry < len(entries):
+            return None
+        found = dict(entries[ref.entry])
+        if found.pop("record", None) != record_uri:
+            return None
+        return found
+
+    async def close(self) -> None:
+        for task in list(self._writers.values()):
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _write_all(self, bucket: str) -> None:
+        try:
+            while True:
+                batch = [a for a in self._waiting.pop(bucket, []) if not a.done.done()]  # cancelled callers drop out
+                if not batch:
+                    return
+                if len(batch) > self._max:
+                    self._waiting[bucket] = [*batch[self._max:], *self._waiting.get(bucket, [])]
+                    batch = batch[:self._max]
+                await self._write(batch)
+        finally:
+            del self._writers[bucket]
+
+    async def _write(self, batch: list[_Append]) -> None:
+        uri = journal_uri(batch[0].record_uri)
+        entries = [{"record": a.record_uri, **a.record} for a in batch]
+        deadlines = [a.deadline for a in batch if a.deadline is not None]
+        body = json.dumps({"version": JOURNAL_VERSION, "entries": entries}, sort_keys=True).encode()
+        try:
+            # Written once (If-None-Match): a journal never changes after a replica may have read it.
+            await self._store.write(uri, body, create_only=True, content_type="application/json",
+                                    deadline=min(deadlines) if deadlines else None)
+        except WriteConflict:  # a random name taken: as unlikely as it is harmless to report
+            self._fail(batch, AwsUnavailable("put_object", "conflict", f"journal {uri} exists"))
+            return
+        except Exception as exc:  # every claim of the batch failed the same way
+            self._fail(batch, exc)
+            return
+        for i, a in enumerate(batch):
+            if not a.done.done():
+                a.done.set_result(JournalRef(uri, i))
+
+    @staticmethod
+    def _fail(batch: list[_Append], exc: BaseException) -> None:
+        for a in batch:
+            if not a.done.done():
+                a.done.set_exception(exc)
+
+    async def _read(self, uri: str, deadline: float | None) -> list[dict[str, Any]] | None:
+        cached = self._cache.get(uri)
+        if cached is not None:
+            self._cache.move_to_end(uri)
+            return cached
+        # Waiting tasks of one journal are polled together: one GET serves them all.
+        reading = self._reads.get(uri)
+        if reading is None:
+            reading = asyncio.create_task(self._fetch(uri, deadline))
+            self._reads[uri] = reading
+            reading.add_done_callback(lambda _: self._reads.pop(uri, None))
+        return await asyncio.shield(reading)
+
+    async def _fetch(self, uri: str, deadline: float | None) -> list[dict[str, Any]] | None:
+        obj = await self._store.read(uri, deadline)
+        if obj is None:
+            return None
+        entries: list[dict[str, Any]] = json.loads(obj.data).get("entries", [])
+        self._cache[uri] = entries
+        while len(self._cache) > _CACHED_JOURNALS:
+            self._cache.popitem(last=False)
+        return entries
