@@ -165,7 +165,7 @@ class OutputsConfig(_Model):
 
 class SubmissionConfig(_Model):
     # How long CreateTask waits for its SubmitJob before answering with a queued task (the job is
-    # submitted later, from the durable submission record).
+    # submitted later, from its durable claim: a journal entry, then the submission record).
     create_wait: float = 0.5
     # A claimed submission whose replica went silent for this long is taken over by another.
     claim_timeout: float = 60.0

@@ -228,8 +228,13 @@ class Submissions:
         """Make sure a not-yet-submitted attempt never is; returns job ids already submitted."""
         uri = record_uri(output_prefix)
         mine = self._by_uri.get(uri)
-        for _ in range(5):
-            claim = await self._read_claim(uri, journal)
+        for attempt in range(5):
+            if attempt == 0 and mine is not None and mine.etag is None:
+                # Our own claim, still only in a journal: no need to read what we hold (if another claim created
+                # the record meanwhile, the conditional create fails and the next round reads it).
+                claim: tuple[dict[str, Any], str | None] | None = (dict(mine.record), None)
+            else:
+                claim = await self._read_claim(uri, journal)
             if claim is None:
                 return []
             record, etag = claim
