@@ -12,14 +12,16 @@ submits within a margin (a third of `claimTimeout`, at most 10 s) of its claim's
 always old enough for ListJobs to see it.
 
 The record also holds the job definition (RegisterJobDefinition's parameters): the worker finds or registers it
-right before SubmitJob, so CreateTask makes a single AWS call, and a definition AWS rejects fails the task
-through the record like a rejected SubmitJob. Records without one carry the definition's ARN in their requests.
+right before SubmitJob, so CreateTask makes no AWS call beyond its share of a journal write, and a definition AWS
+rejects fails the task through the record like a rejected SubmitJob. Records without one carry the definition's
+ARN in their requests.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -151,12 +153,12 @@ class Submissions:
         # A repeated CreateTask: this replica already knows the attempt (other replicas find out when the
         # worker's conditional create of the record fails, before any SubmitJob).
         known = self._known.get(uri)
-        mine = self._by_uri.get(uri)
-        if known is not None or mine is not None:
+        if known is not None:
             self._metrics.submissions.labels(task_type, "deduplicated").inc()
-            if known is not None:
-                return known
-            assert mine is not None
+            return known
+        mine = self._by_uri.get(uri)
+        if mine is not None:
+            self._metrics.submissions.labels(task_type, "deduplicated").inc()
             return Waiting(self._position(mine), "waiting for a SubmitJob slot", mine.journal)
         now = _now()
         record = {
@@ -185,7 +187,8 @@ class Submissions:
             self._metrics.submissions.labels(task_type, "queued").inc()
             return Waiting(self._position(pending), "waiting for a SubmitJob slot", journal)
         if isinstance(outcome, Waiting) and outcome.journal is None:
-            outcome.journal = journal  # handled by another claim on the attempt: this one stays readable
+            # Handled by another claim on the attempt: the meta still points at this one, which stays readable.
+            return dataclasses.replace(outcome, journal=journal)
         return outcome
 
     # -- GetTask -------------------------------------------------------------------------------------
@@ -214,8 +217,7 @@ class Submissions:
         record["claimedBy"] = self.replica
         record["claimedUntil"] = _now() + self._expected_wait(len(self._queue) + 1) + self._config.claim_timeout
         try:
-            etag = await self._store.write(uri, _dump(record), if_match=etag, create_only=etag is None,
-                                           content_type="application/json")
+            etag = await self._put_record(uri, record, etag)
         except WriteConflict:
             return Waiting(None, "waiting for a SubmitJob slot on another replica")
         log.info("took over abandoned submission %s", uri)
@@ -244,8 +246,7 @@ class Submissions:
             record["state"] = CANCELLED
             record["message"] = reason
             try:
-                await self._store.write(uri, _dump(record), if_match=etag, create_only=etag is None,
-                                        content_type="application/json")
+                await self._put_record(uri, record, etag)
             except WriteConflict:
                 continue
             if mine is not None and mine.queued:
@@ -277,10 +278,14 @@ class Submissions:
         # The record may have been created since the read: the conditional create then fails, as it should.
         return entry, None
 
+    async def _put_record(self, uri: str, record: dict[str, Any], etag: str | None) -> str:
+        """Replace the record read with `etag` (If-Match), or create it (If-None-Match) when the claim was only in
+        a journal; WriteConflict if another writer came first. Returns the new ETag."""
+        return await self._store.write(uri, _dump(record), if_match=etag, create_only=etag is None,
+                                       content_type="application/json")
+
     async def _write_record(self, pending: _Pending, record: dict[str, Any]) -> None:
-        """Replace the record we hold (If-Match), or create it (If-None-Match) while the claim is in a journal."""
-        pending.etag = await self._store.write(pending.uri, _dump(record), if_match=pending.etag,
-                                               create_only=pending.etag is None, content_type="application/json")
+        pending.etag = await self._put_record(pending.uri, record, pending.etag)
         pending.record = record
 
     def _expected_wait(self, position: int) -> float:
@@ -456,8 +461,7 @@ class Submissions:
             if obj is not None and any(pending.job_ids or []):
                 current["jobIds"] = pending.job_ids
                 with contextlib.suppress(WriteConflict):
-                    await self._store.write(pending.uri, _dump(current), if_match=obj.etag,
-                                            content_type="application/json")
+                    await self._put_record(pending.uri, current, obj.etag)
         return _outcome(current) or Waiting(None, "submission handled by another replica")
 
     async def _terminate_known(self, pending: _Pending, record: dict[str, Any]) -> None:
