@@ -13,8 +13,9 @@ from typing import Any
 
 import yaml
 
+from aws_array_plugin.task_types import TASK_TYPES
+
 # The task types this service handles, in the order propeller's docs list them.
-TASK_TYPES: tuple[str, ...] = ("aws-batch", "container_array")
 
 # GetTask polling of all tasks of the plugin shares one limiter (propeller default qps 10, burst 100,
 # i.e. about 300 tasks per 30 s resync). Our GetTask answers from the status cache, so raise it.

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aws_array_plugin.task_types import TASK_TYPE_VERSIONS
+
 log = logging.getLogger("aws_array_plugin")
 
 AGENT_NAME = "AWS Batch (aws-array-plugin)"
 # Propeller keeps one version per type name; these are what flytekit serializes.
-TASK_CATEGORIES = (("aws-batch", 0), ("container_array", 1))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,7 +58,7 @@ class MetadataService:
         from flyteidl.admin import agent_pb2
 
         agent = agent_pb2.Agent(name=AGENT_NAME, is_sync=False)
-        for name, version in TASK_CATEGORIES:
+        for name, version in TASK_TYPE_VERSIONS.items():
             agent.supported_task_types.append(name)
             agent.supported_task_categories.append(agent_pb2.TaskCategory(name=name, version=version))
         self._agent = agent
@@ -103,12 +104,12 @@ async def serve(config: Any, *, host: str = "0.0.0.0", port: int = 8000, metrics
     """Run until SIGTERM/SIGINT (or `stop` is set). `started` receives the bound ports."""
     import grpc
     from flyteidl.service import agent_pb2 as service_pb2
-    from flyteidl.service import agent_pb2_grpc
     from grpc_health.v1 import health, health_pb2, health_pb2_grpc
     from grpc_reflection.v1alpha import reflection
     from prometheus_client import start_http_server
 
     from aws_array_plugin.aws_calls import AwsApi
+    from aws_array_plugin.grpc_handlers import add_servicer
     from aws_array_plugin.job_definitions import JobDefinitions
     from aws_array_plugin.metrics import Metrics
     from aws_array_plugin.service import AgentService, Deps
@@ -133,8 +134,9 @@ async def serve(config: Any, *, host: str = "0.0.0.0", port: int = 8000, metrics
         ("grpc.max_receive_message_length", s.max_receive_message_bytes),
         ("grpc.max_send_message_length", s.max_send_message_bytes),
     ])
-    agent_pb2_grpc.add_AsyncAgentServiceServicer_to_server(AgentService(deps), server)
-    agent_pb2_grpc.add_AgentMetadataServiceServicer_to_server(MetadataService(), server)
+    agents = service_pb2.DESCRIPTOR.services_by_name
+    add_servicer(server, AgentService(deps), agents["AsyncAgentService"])
+    add_servicer(server, MetadataService(), agents["AgentMetadataService"])
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     services = [d.full_name for d in service_pb2.DESCRIPTOR.services_by_name.values()
@@ -156,8 +158,8 @@ async def serve(config: Any, *, host: str = "0.0.0.0", port: int = 8000, metrics
         health_bound = health_server.add_insecure_port(health_address)
         await health_server.start()
     http_server, _ = start_http_server(metrics_port, addr=host, registry=metrics.registry)
-    # Start-up leaves ~120k long-lived objects (botocore's service models above all): a full collection
-    # that traverses them stalls the event loop for up to 90 ms. Frozen, they are never traversed again.
+    # Start-up leaves many long-lived objects (botocore's service models above all): a full collection
+    # that traverses them stalls the event loop. Frozen, they are never traversed again.
     gc.collect()
     gc.freeze()
     await server.start()

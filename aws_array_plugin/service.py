@@ -31,13 +31,15 @@ from aws_array_plugin.status_engine import StatusEngine, TrackedJob
 from aws_array_plugin.storage import S3Store
 from aws_array_plugin.submission_journal import JournalRef
 from aws_array_plugin.submissions import Refused, Submissions, Submitted
-from aws_array_plugin.task_specs import CONTAINER_ARRAY, Rejection, build_task_spec
+from aws_array_plugin.task_specs import Rejection, build_task_spec
+from aws_array_plugin.task_types import CONTAINER_ARRAY, metric_label
 
 log = logging.getLogger(__name__)
 
 Phase = execution_pb2.TaskExecution
 _T = TypeVar("_T")
 CHILD_INDEX_METADATA = "child-index"
+NO_DEADLINE_BUDGET = 30.0  # seconds, for a caller that sets no deadline (propeller always does)
 
 
 @dataclass
@@ -64,6 +66,25 @@ def _resource(phase: int, message: str = "", *, links: list[execution_pb2.TaskLo
     return r
 
 
+class RpcFailure(Exception):
+    """An answer given as a gRPC status on purpose (bad input, nothing there yet, AWS unavailable)."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+async def _abort(context: grpc.aio.ServicerContext, method: str, exc: Exception) -> None:
+    """End an RPC with a status chosen on purpose: an RpcFailure's, else UNAVAILABLE for what nobody
+    anticipated (logged once with its traceback), never gRPC's UNKNOWN."""
+    if isinstance(exc, RpcFailure):
+        await context.abort(exc.code, exc.message)
+    log.error("%s failed unexpectedly", method, exc_info=exc)
+    await context.abort(grpc.StatusCode.UNAVAILABLE,
+                        f"aws-array-plugin could not answer {method} ({type(exc).__name__}); retry later")
+
+
 class AgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: ignore[misc]
     def __init__(self, deps: Deps) -> None:
         self.d = deps
@@ -80,14 +101,19 @@ class AgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: ignore[mi
             outcome = "ok"
             return result
         finally:
-            self.d.metrics.rpc_requests.labels(method, task_type, outcome).inc()
-            self.d.metrics.rpc_latency.labels(method, task_type).observe(time.monotonic() - started)
+            label = metric_label(task_type)
+            self.d.metrics.rpc_requests.labels(method, label, outcome).inc()
+            self.d.metrics.rpc_latency.labels(method, label).observe(time.monotonic() - started)
 
     # -- CreateTask ----------------------------------------------------------------------------------
     async def CreateTask(self, request: agent_pb2.CreateTaskRequest, context: grpc.aio.ServicerContext
                          ) -> agent_pb2.CreateTaskResponse:
         task_type = request.template.type or "unknown"
-        meta = await self._measured("CreateTask", task_type, lambda: self._create(request, context))
+        try:
+            meta = await self._measured("CreateTask", task_type, lambda: self._create(request, context))
+        except Exception as exc:
+            await _abort(context, "CreateTask", exc)
+            raise
         return agent_pb2.CreateTaskResponse(resource_meta=encode(meta))
 
     async def _create(self, request: agent_pb2.CreateTaskRequest, context: grpc.aio.ServicerContext) -> ResourceMeta:
@@ -104,8 +130,15 @@ class AgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: ignore[mi
             spec = build_task_spec(request, cfg)
         except Rejection as rejection:
             log.info("rejected %s: %s", meta.execution_id, rejection.message)
-            self.d.metrics.submissions.labels(request.template.type, "rejected").inc()
+            self.d.metrics.submissions.labels(metric_label(request.template.type), "rejected").inc()
             meta.rejection = rejection.message
+            return meta
+        except Exception as exc:
+            # Translation is a pure function of the request: what it cannot handle fails the same way on every
+            # retry, so it is a permanent failure of this task, not an error that burns retries.
+            log.exception("could not translate the template of %s", meta.execution_id)
+            self.d.metrics.submissions.labels(metric_label(request.template.type), "rejected").inc()
+            meta.rejection = f"invalid task: the template could not be translated ({type(exc).__name__}: {exc})"
             return meta
         meta.queue = spec.queue
         meta.job_name = spec.job_name
@@ -129,8 +162,7 @@ class AgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: ignore[mi
             meta.rejection = f"cannot record the submission under the output prefix: {exc.code}: {exc.message}"
             return meta
         except AwsUnavailable as exc:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"AWS is unavailable: {exc}")
-            raise
+            raise RpcFailure(grpc.StatusCode.UNAVAILABLE, f"AWS is unavailable: {exc}") from exc
         if isinstance(outcome, Submitted):
             meta.job_ids.extend(outcome.job_ids)
         elif isinstance(outcome, Refused):
@@ -144,14 +176,36 @@ class AgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: ignore[mi
     async def GetTask(self, request: agent_pb2.GetTaskRequest, context: grpc.aio.ServicerContext
                       ) -> agent_pb2.GetTaskResponse:
         task_type = request.task_category.name or request.task_type or "unknown"
-        resource = await self._measured("GetTask", task_type, lambda: self._get(request.resource_meta))
+        resource = await self._measured("GetTask", task_type,
+                                        lambda: self._get_guarded(request.resource_meta, _budget(context)))
         return agent_pb2.GetTaskResponse(resource=resource)
 
-    async def _get(self, raw_meta: bytes) -> agent_pb2.Resource:
+    async def _get_guarded(self, raw_meta: bytes, budget: float) -> agent_pb2.Resource:
         try:
             meta = decode(raw_meta)
         except MetaError as exc:
             return _resource(Phase.FAILED, str(exc))
+        try:
+            return await asyncio.wait_for(self._get(meta), budget)
+        except TimeoutError:
+            return self._stale(meta, f"AWS did not answer within {budget:.1f}s")
+        except Exception as exc:
+            # A bug must not fail the task (propeller gives up after a few GetTask errors): answer what was last
+            # known, marked stale, and log the cause once per call.
+            log.exception("GetTask of %s failed unexpectedly", meta.output_prefix)
+            return self._stale(meta, f"internal error: {type(exc).__name__}")
+
+    def _stale(self, meta: ResourceMeta, why: str) -> agent_pb2.Resource:
+        self.d.metrics.stale_answers.inc()
+        last = self._last.get(meta.output_prefix)
+        if last is None:
+            return _resource(Phase.QUEUED, f"status not available yet, retrying ({why})")
+        stale = agent_pb2.Resource()
+        stale.CopyFrom(last)
+        stale.message = f"{stale.message} [status may be stale: {why}]"
+        return stale
+
+    async def _get(self, meta: ResourceMeta) -> agent_pb2.Resource:
         if meta.rejection:
             return _resource(Phase.FAILED, meta.rejection)
         cached = self._finished.get(meta.output_prefix)
@@ -163,14 +217,7 @@ class AgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: ignore[mi
         try:
             resource = await self._get_status(meta)
         except (AwsUnavailable, AwsRequestError) as exc:
-            self.d.metrics.stale_answers.inc()
-            last = self._last.get(meta.output_prefix)
-            if last is None:
-                return _resource(Phase.QUEUED, f"status not available yet, retrying (AWS: {exc})")
-            stale = agent_pb2.Resource()
-            stale.CopyFrom(last)
-            stale.message = f"{stale.message} [status may be stale: AWS: {exc}]"
-            return stale
+            return self._stale(meta, f"AWS: {exc}")
         key = meta.output_prefix
         if resource.phase in phases.TERMINAL_PHASES:
             self._finished[key] = resource.SerializeToString()
@@ -396,17 +443,25 @@ class AgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: ignore[mi
     async def DeleteTask(self, request: agent_pb2.DeleteTaskRequest, context: grpc.aio.ServicerContext
                          ) -> agent_pb2.DeleteTaskResponse:
         task_type = request.task_category.name or request.task_type or "unknown"
-        await self._measured("DeleteTask", task_type, lambda: self._delete(request.resource_meta, context))
+        try:
+            await self._measured("DeleteTask", task_type,
+                                 lambda: asyncio.wait_for(self._delete(request.resource_meta), _budget(context)))
+        except TimeoutError:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "AWS did not answer in time; retry DeleteTask")
+        except Exception as exc:
+            await _abort(context, "DeleteTask", exc)
+            raise
         return agent_pb2.DeleteTaskResponse()
 
-    async def _delete(self, raw_meta: bytes, context: grpc.aio.ServicerContext) -> None:
+    async def _delete(self, raw_meta: bytes) -> None:
         try:
             meta = decode(raw_meta)
-        except MetaError:
-            return  # not ours, nothing to clean up
+        except MetaError as exc:
+            log.info("DeleteTask of a resource meta this service cannot use, nothing to clean up: %s", exc)
+            return
         if meta.rejection or (meta.kind == ARRAY and meta.size == 0):
             return
-        reason = f"Aborted by Flyte ({meta.execution_id})"
+        reason = f"Aborted by Flyte ({meta.execution_id})"[:1000]  # AWS's limit for a termination reason
         try:
             ids = list(meta.job_ids) or await self.d.submissions.cancel(meta.output_prefix, reason,
                                                                               _journal_ref(meta))
@@ -415,39 +470,47 @@ class AgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: ignore[mi
                     await self.d.api.call("terminate", "batch", "terminate_job", jobId=job_id, reason=reason)
                 except AwsRequestError as exc:
                     log.info("terminate %s: %s (treated as done)", job_id, exc)
-        except AwsUnavailable as exc:
+        except (AwsUnavailable, AwsRequestError) as exc:
             # Propeller retries DeleteTask on the next round.
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"AWS is unavailable: {exc}")
+            raise RpcFailure(grpc.StatusCode.UNAVAILABLE, f"AWS is unavailable: {exc}") from exc
 
     # -- GetTaskLogs ---------------------------------------------------------------------------------
     async def GetTaskLogs(self, request: agent_pb2.GetTaskLogsRequest, context: grpc.aio.ServicerContext
                           ) -> AsyncIterator[agent_pb2.GetTaskLogsResponse]:
         try:
+            parts = await asyncio.wait_for(self._logs(request, _child_index(context)), _budget(context))
+        except TimeoutError:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "AWS did not answer in time; retry GetTaskLogs")
+            return
+        except Exception as exc:
+            await _abort(context, "GetTaskLogs", exc)
+            return
+        for part in parts:
+            yield part
+
+    async def _logs(self, request: agent_pb2.GetTaskLogsRequest, child: int | None
+                    ) -> list[agent_pb2.GetTaskLogsResponse]:
+        try:
             meta = decode(request.resource_meta)
         except MetaError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-            return
+            raise RpcFailure(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
         if meta.rejection:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                                f"no jobs, the task was rejected: {meta.rejection}")
-            return
+            raise RpcFailure(grpc.StatusCode.FAILED_PRECONDITION, f"no jobs, the task was rejected: {meta.rejection}")
         if meta.kind == ARRAY and meta.size == 0:
-            await context.abort(grpc.StatusCode.NOT_FOUND, "an empty map task runs no jobs, so it has no logs")
-            return
-        child = _child_index(context)
-        ids = await self._job_ids(meta)
+            raise RpcFailure(grpc.StatusCode.NOT_FOUND, "an empty map task runs no jobs, so it has no logs")
+        try:
+            ids = await self._job_ids(meta)
+        except (AwsUnavailable, AwsRequestError) as exc:
+            raise RpcFailure(grpc.StatusCode.UNAVAILABLE, f"AWS is unavailable: {exc}") from exc
         if isinstance(ids, agent_pb2.Resource):
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, ids.message)
-            return
+            raise RpcFailure(grpc.StatusCode.FAILED_PRECONDITION, ids.message)
         job_id = ids[0]
         if meta.kind == ARRAY and meta.size > 1:
             if child is None:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                    f"an array task: pass the child index in the `{CHILD_INDEX_METADATA}` metadata")
-                return
+                raise RpcFailure(grpc.StatusCode.INVALID_ARGUMENT,
+                                 f"an array task: pass the child index in the `{CHILD_INDEX_METADATA}` metadata")
             if not 0 <= child < meta.size:
-                await context.abort(grpc.StatusCode.OUT_OF_RANGE, f"child index {child} outside 0..{meta.size - 1}")
-                return
+                raise RpcFailure(grpc.StatusCode.OUT_OF_RANGE, f"child index {child} outside 0..{meta.size - 1}")
             for chunk, parent in zip(array_chunks(meta.size), ids, strict=False):
                 if chunk.offset <= child < chunk.offset + chunk.size:
                     job_id = f"{parent}:{child - chunk.offset}"
@@ -456,15 +519,21 @@ class AgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: ignore[mi
         streams = log_links.attempt_logs(detail)
         location = log_links.log_location(detail, self.d.config.job_definitions.log_group, meta.region)
         if not streams or location is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"job {job_id} has no CloudWatch log stream yet")
-            return
+            raise RpcFailure(grpc.StatusCode.NOT_FOUND, f"job {job_id} has no CloudWatch log stream yet")
         group, _ = location
-        params: dict[str, Any] = {"logGroupName": group, "logStreamName": streams[-1].log_stream,
+        stream = streams[-1].log_stream
+        params: dict[str, Any] = {"logGroupName": group, "logStreamName": stream,
                                   "startFromHead": True, "limit": min(max(int(request.lines or 1000), 1), 10_000)}
         if request.token:
             params["nextToken"] = request.token
-        resp = await self.d.api.call("logs", "logs", "get_log_events", **params)
-        yield agent_pb2.GetTaskLogsResponse(
+        try:
+            resp = await self.d.api.call("logs", "logs", "get_log_events", **params)
+        except AwsRequestError as exc:
+            raise _logs_failure(exc, job_id, group, stream) from exc
+        except AwsUnavailable as exc:
+            raise RpcFailure(grpc.StatusCode.UNAVAILABLE,
+                             f"CloudWatch Logs is unavailable ({exc}); retry later") from exc
+        header = agent_pb2.GetTaskLogsResponse(
             header=agent_pb2.GetTaskLogsResponseHeader(token=str(resp.get("nextForwardToken", ""))))
         lines = []
         for event in resp.get("events", []):
@@ -472,8 +541,33 @@ class AgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: ignore[mi
             ts.FromMilliseconds(int(event.get("timestamp", 0)))
             lines.append(agent_pb2.LogLine(timestamp=ts, message=str(event.get("message", "")),
                                            originator=agent_pb2.LogLineOriginator.USER))
-        yield agent_pb2.GetTaskLogsResponse(body=agent_pb2.GetTaskLogsResponseBody(
+        body = agent_pb2.GetTaskLogsResponse(body=agent_pb2.GetTaskLogsResponseBody(
             structured_lines=lines, results=[line.message for line in lines]))
+        return [header, body]
+
+
+def _logs_failure(exc: AwsRequestError, job_id: str, group: str, stream: str) -> RpcFailure:
+    where = f"log group {group}, stream {stream}"
+    if exc.code == "ResourceNotFoundException":
+        return RpcFailure(grpc.StatusCode.NOT_FOUND,
+                          f"the logs of job {job_id} are not in CloudWatch yet ({where}: {exc.message}). A stream "
+                          "appears once the job's container starts; if the job ran, check that its log "
+                          "configuration (config jobDefinitions.logGroup) names this group")
+    if exc.code in ("AccessDeniedException", "AccessDenied", "UnauthorizedOperation") or exc.status == 403:
+        return RpcFailure(grpc.StatusCode.PERMISSION_DENIED,
+                          f"the service may not read {where}: {exc.code}: {exc.message} (it needs "
+                          "logs:GetLogEvents on the group, see docs/iam.md)")
+    if exc.code == "InvalidParameterException":
+        return RpcFailure(grpc.StatusCode.INVALID_ARGUMENT, f"CloudWatch Logs refused the request for {where}: "
+                          f"{exc.message} (a token from another stream?)")
+    return RpcFailure(grpc.StatusCode.FAILED_PRECONDITION, f"CloudWatch Logs refused {where}: {exc.code}: "
+                      f"{exc.message}")
+
+
+def _budget(context: grpc.aio.ServicerContext) -> float:
+    """Time to answer within the caller's deadline, with a margin to send the answer."""
+    remaining = context.time_remaining()
+    return max(0.5, remaining * 0.8) if remaining is not None else NO_DEADLINE_BUDGET
 
 
 def _child_index(context: grpc.aio.ServicerContext) -> int | None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aws_array_plugin.aws_calls import AwsApi, AwsRequestError
+from aws_array_plugin.s3_uris import split_uri
 
 _MISSING = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchBucket"})
 _PRECONDITION = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict"})
@@ -19,15 +20,6 @@ class WriteConflict(Exception):
 class S3Object:
     data: bytes
     etag: str
-
-
-def split_uri(uri: str) -> tuple[str, str]:
-    if not uri.startswith("s3://"):
-        raise ValueError(f"not an s3:// URI: {uri!r}")
-    bucket, _, key = uri[5:].partition("/")
-    if not bucket or not key:
-        raise ValueError(f"s3 URI needs a bucket and a key: {uri!r}")
-    return bucket, key
 
 
 class S3Store:

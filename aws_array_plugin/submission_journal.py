@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 from aws_array_plugin.aws_calls import AwsUnavailable
-from aws_array_plugin.storage import S3Store, WriteConflict, split_uri
+from aws_array_plugin.s3_uris import split_uri
+from aws_array_plugin.storage import S3Store, WriteConflict
+
+log = logging.getLogger(__name__)
 
 JOURNAL_VERSION = 1
 # Entries per object. An entry is ~1.5-2.5 KB (the SubmitJob request's environment is most of it), so this bounds
@@ -134,7 +138,14 @@ class SubmissionJournal:
         obj = await self._store.read(uri, deadline)
         if obj is None:
             return None
-        entries: list[dict[str, Any]] = json.loads(obj.data).get("entries", [])
+        try:
+            doc = json.loads(obj.data)
+        except ValueError:
+            doc = None
+        entries = doc.get("entries") if isinstance(doc, dict) else None
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            log.warning("%s is not a submission journal; its claims cannot be read", uri)
+            return None
         self._cache[uri] = entries
         while len(self._cache) > _CACHED_JOURNALS:
             self._cache.popitem(last=False)

@@ -269,7 +269,11 @@ class Submissions:
         created conditionally); None when neither exists."""
         obj = await self._store.read(uri, deadline)
         if obj is not None:
-            return json.loads(obj.data), obj.etag
+            record = _parse(obj.data)
+            if record is None:
+                log.warning("%s is not a submission record; the attempt cannot be tracked", uri)
+                return None
+            return record, obj.etag
         if journal is None:
             return None
         entry = await self._journal.entry(journal, uri, deadline)
@@ -508,6 +512,14 @@ def _outcome(record: dict[str, Any]) -> Resolution | None:
     if state in (FAILED, CANCELLED):
         return Refused(str(record.get("message", state)))
     return None
+
+
+def _parse(data: bytes) -> dict[str, Any] | None:
+    try:
+        record = json.loads(data)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("requests"), list) else None
 
 
 def _dump(record: dict[str, Any]) -> bytes:

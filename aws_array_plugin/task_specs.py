@@ -14,14 +14,13 @@ from typing import Any
 
 from flyteidl.admin import agent_pb2
 from flyteidl.core import literals_pb2, tasks_pb2
-from google.protobuf import json_format
+from google.protobuf import json_format, struct_pb2
 
 from aws_array_plugin import quantities
 from aws_array_plugin.config import Config, RoutingMatch
+from aws_array_plugin.s3_uris import split_uri
+from aws_array_plugin.task_types import CONTAINER_ARRAY, TASK_TYPES
 
-AWS_BATCH = "aws-batch"
-CONTAINER_ARRAY = "container_array"
-TASK_TYPES = (AWS_BATCH, CONTAINER_ARRAY)
 MAX_ATTEMPTS = 10  # AWS retryStrategy.attempts is 1..10
 MIN_TIMEOUT = 60  # AWS attemptDurationSeconds minimum
 _NAME_OK = re.compile(r"[^A-Za-z0-9_-]")
@@ -95,9 +94,24 @@ def job_name_for(request: agent_pb2.CreateTaskRequest) -> str:
     return name if name[0].isalnum() else f"f{name[:114]}"
 
 
-def _struct(msg: Any) -> dict[str, Any]:
+def _struct(msg: struct_pb2.Struct, where: str) -> dict[str, Any]:
+    _reject_non_finite(msg, where)
     result: dict[str, Any] = json_format.MessageToDict(msg)
     return result
+
+
+def _reject_non_finite(msg: struct_pb2.Struct | struct_pb2.ListValue, where: str) -> None:
+    """A Struct may carry NaN and infinities, which JSON (and so AWS) cannot: name the first one, at any depth."""
+    items = msg.fields.items() if isinstance(msg, struct_pb2.Struct) else enumerate(msg.values)
+    for key, value in items:
+        path = f"{where}.{key}" if isinstance(key, str) else f"{where}[{key}]"
+        kind = value.WhichOneof("kind")
+        if kind == "number_value" and not math.isfinite(value.number_value):
+            raise Rejection(path, f"expected a finite number, got {value.number_value}")
+        if kind == "struct_value":
+            _reject_non_finite(value.struct_value, path)
+        elif kind == "list_value":
+            _reject_non_finite(value.list_value, path)
 
 
 def _int_field(custom: Mapping[str, Any], key: str, where: str) -> int | None:
@@ -333,13 +347,16 @@ def build_task_spec(request: agent_pb2.CreateTaskRequest, config: Config) -> Tas
         raise Rejection("template.container", "the task has no container target")
     if not template.container.image.strip():
         raise Rejection("template.container.image", "the container has no image")
-    if not request.output_prefix.startswith("s3://"):
-        raise Rejection("output_prefix", f"must be an s3:// URI, got {request.output_prefix!r}")
+    try:
+        split_uri(request.output_prefix.rstrip("/"))
+    except ValueError:
+        raise Rejection("output_prefix", f"must be an s3:// URI with a bucket and a key, got "
+                        f"{request.output_prefix!r}") from None
     md = request.task_execution_metadata
     if not md.HasField("task_execution_id") or not md.task_execution_id.node_execution_id.execution_id.name:
         raise Rejection("task_execution_metadata.task_execution_id", "missing the execution identifier")
 
-    custom = _struct(template.custom) if template.HasField("custom") else {}
+    custom = _struct(template.custom, "template.custom") if template.HasField("custom") else {}
     is_array = template.type == CONTAINER_ARRAY
     where = "template.custom"
     if is_array:
