@@ -109,7 +109,7 @@ class AwsApi:
             response_checksum_validation="when_required",
             max_pool_connections=64,
             # Names this service (and version) in CloudTrail's userAgent after the SDK's own name, version and
-            # platform. Given once, the User-Agent is not rebuilt from ~30 components twice per request.
+            # platform. Given once here, botocore does not rebuild the User-Agent for every request.
             user_agent=session.user_agent(),
             user_agent_extra=USER_AGENT_EXTRA,
             connect_timeout=5,
@@ -133,8 +133,9 @@ class AwsApi:
     def decode_with(self, service: str, operation: str, decode: Callable[[bytes], dict[str, Any] | None]) -> None:
         """Answer `operation` (CamelCase) with what `decode` makes of a successful response body, instead of
         the SDK's parse: botocore builds every field of the model in Python, which for a big response (a
-        DescribeJobs of 100 jobs, ~230 KiB) holds the event loop for ~20 ms. When `decode` returns None, and
-        for errors, the SDK parses as usual."""
+        DescribeJobs of 100 jobs) holds the event loop long enough to delay every other call
+        (benchmarks/README.md, `describe_parse`). When `decode` returns None, and for errors, the SDK parses
+        as usual."""
         def handler(response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any) -> None:
             body = response_dict.get("body")
             if not 200 <= int(response_dict.get("status_code", 0)) < 300 or not isinstance(body, bytes):

@@ -11,11 +11,20 @@ from collections.abc import Sequence
 # subcommand -> (module, help)
 _COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("aws_array_plugin.server", "run the gRPC plugin service"),
-    "emulator": ("aws_array_plugin.emulator.cli", "run the embedded emulated AWS (moto + process runtime)"),
-    "demo": ("aws_array_plugin.demo.runner", "zero-setup demo: emulator, service and real flytekit tasks"),
+    "emulator": ("aws_batch_emulator.cli", "run the embedded emulated AWS (moto + process runtime)"),
+    "demo": ("aws_array_plugin_demo.runner", "zero-setup demo: emulator, service and real flytekit tasks"),
     "config": ("aws_array_plugin.config_check", "validate a config file and print the effective settings"),
     "propeller-config": ("aws_array_plugin.propeller_config", "print the propeller YAML for an endpoint"),
 }
+# Subcommands from the separate aws-array-plugin-devtools distribution (the `demo` extra), not the runtime
+# product, and the top-level modules that distribution and its dependencies provide: a ModuleNotFoundError
+# for one of these means "the extra is not installed", said in one line instead of a traceback.
+_DEVTOOLS_COMMANDS = frozenset({"emulator", "demo"})
+_DEVTOOLS_MODULES = frozenset({
+    "aws_batch_emulator", "aws_array_plugin_demo", "moto", "boto3", "flytekit", "flytekitplugins", "rich",
+    "werkzeug", "flask", "flask_cors",
+})
+INSTALL_HINT = "pip install 'aws-array-plugin[demo]' (from a checkout: make install)"
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -33,8 +42,16 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
-    args = build_parser(command if command in _COMMANDS else None).parse_args(argv)
-    result: int = importlib.import_module(args._module).run(args)
+    try:
+        args = build_parser(command if command in _COMMANDS else None).parse_args(argv)
+        result: int = importlib.import_module(args._module).run(args)
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").partition(".")[0]
+        if command not in _DEVTOOLS_COMMANDS or missing not in _DEVTOOLS_MODULES:
+            raise
+        print(f"aws-array-plugin {command} needs the demo extra (module {missing!r} is not installed): "
+              f"{INSTALL_HINT}", file=sys.stderr)
+        return 2
     return result
 
 

@@ -4,9 +4,8 @@
     [3]: ModuleNotFoundError: No module named 'app.nosuch'
     ... and 2 more messages
 
-The Go plugin dumped each child's ExecutionError as protobuf text and sorted messages alphabetically; here
-the most frequent failure comes first, and `first_line_of_error` turns flytekit's multi-line error.pb text
-into the one line worth grouping by.
+The most frequent failure comes first, since that is the one to fix; `first_line_of_error` turns flytekit's
+multi-line error.pb text into the one line worth grouping by.
 """
 
 from __future__ import annotations

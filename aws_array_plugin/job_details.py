@@ -1,8 +1,9 @@
 """The part of an AWS Batch `JobDetail` the service keeps: what phases, errors and log links read.
 
-DescribeJobs answers ~1.5-2.5 KiB per job (command, environment, volumes, ...). botocore would turn all of it
-into Python objects, walking its model field by field (~20 ms of event loop for 100 jobs); `decode_describe_jobs`
-decodes only the fields below, straight from the body (msgspec skips the rest without building it): ~0.1 ms.
+DescribeJobs answers kilobytes per job (command, environment, volumes, ...). botocore would turn all of it into
+Python objects, walking its model field by field on the event loop; `decode_describe_jobs` decodes only the
+fields below, straight from the body (msgspec skips the rest without building it). The cost of each is measured
+by `benchmarks/describe_parse.py` (benchmarks/README.md).
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """Kubernetes resource quantities (as flytekit writes them: "500m", "4Gi", "1e3") -> AWS Batch values.
 
 Batch wants `resourceRequirements` values as strings: VCPU (whole vCPUs on EC2, one of a few sizes on
-Fargate), MEMORY in MiB, GPU as a whole count. Unlike the Go plugin (decimal MB, so 1Gi became 1074),
-memory here is binary MiB, which is what Batch means.
+Fargate), MEMORY in MiB, GPU as a whole count. Memory is binary MiB (`1Gi` is 1024), which is what Batch means.
 """
 
 from __future__ import annotations

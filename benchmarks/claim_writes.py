@@ -6,7 +6,7 @@ signing, HTTP) and the emulator's CPU per call. Runs `--rounds` rounds to show t
 `--ab N` adds an A/B of the same writes with botocore's `Expect: 100-continue` put back (the service drops it):
 the two clients alternate in N batches of 50 calls each, so the machine's drift hits both alike.
 
-    /work/venv/bin/python benchmarks/claim_writes.py [--calls 1000] [--concurrency 20] [--rounds 2] [--ab 40]
+    .venv/bin/python benchmarks/claim_writes.py [--calls 1000] [--concurrency 20] [--rounds 2] [--ab 40]
 """
 
 from __future__ import annotations

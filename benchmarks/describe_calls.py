@@ -33,8 +33,8 @@ from flyteidl.admin import agent_pb2  # noqa: E402
 from flyteidl.service import agent_pb2_grpc  # noqa: E402
 
 from aws_array_plugin.config import load_config  # noqa: E402
-from aws_array_plugin.emulator import Emulator  # noqa: E402
 from aws_array_plugin.server import RunningServer, serve  # noqa: E402
+from aws_batch_emulator import Emulator  # noqa: E402
 from tests.templates import create_request, literal_map, task_template  # noqa: E402
 
 

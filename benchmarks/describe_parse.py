@@ -4,7 +4,7 @@ which is what the status engine uses). Reports CPU ms per call (this process onl
 HTTP, parsing; the emulator's CPU is not counted) and the response size. Both paths run twice, alternating,
 to spread the machine's noise.
 
-    /work/venv/bin/python benchmarks/describe_parse.py [--calls 200] [--jobs 100]
+    .venv/bin/python benchmarks/describe_parse.py [--calls 200] [--jobs 100]
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def main() -> int:
     p.add_argument("--calls", type=int, default=200)
     p.add_argument("--jobs", type=int, default=100)
     args = p.parse_args()
-    emu = subprocess.Popen([sys.executable, "-m", "aws_array_plugin.emulator", "--port", "0"],
+    emu = subprocess.Popen([sys.executable, "-m", "aws_batch_emulator", "--port", "0"],
                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
     try:
         assert emu.stdout is not None

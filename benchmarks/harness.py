@@ -119,14 +119,15 @@ class JobMix:
 
 
 def go_describe_formula(mix: JobMix) -> int:
-    """ceil((parents + live children) / 100) DescribeJobs per resync (/work/shared/docs/go-aws-array-plugin.md §5.2, "calls per task execution")."""
+    """ceil((parents + live children) / 100) DescribeJobs per resync: the Go `aws_array` plugin's job store
+    describes every live parent and every live array child at each resync, 100 ids a call."""
     return math.ceil((mix.live_parents + sum(mix.live_array_children)) / 100)
 
 
 def go_describe_batched(mix: JobMix) -> int:
-    """The Go job store's actual batching (go-aws-array-plugin.md §5.2): an `aws-batch` task is an array of
-    one, so it sends its id and a phantom `<id>:0` (weight 2, 50 tasks per call); an array weighs 1 + its
-    children, so a big one is a batch of its own costing ceil((1 + live children) / 100) calls."""
+    """The Go job store's actual batching, per task execution: an `aws-batch` task is an array of one, so it
+    sends its id and a phantom `<id>:0` (weight 2, 50 tasks per call); an array weighs 1 + its children, so a
+    big one is a batch of its own costing ceil((1 + live children) / 100) calls."""
     return math.ceil(mix.live_singles * 2 / 100) + sum(math.ceil((1 + c) / 100) for c in mix.live_array_children)
 
 
@@ -145,7 +146,7 @@ class EmulatorProcess:
         self.log_path = log_dir / "emulator.log"
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "aws_array_plugin.emulator", "--port", "0", "--step", str(step),
+            [sys.executable, "-m", "aws_batch_emulator", "--port", "0", "--step", str(step),
              "--concurrency", str(concurrency)],
             stdout=subprocess.PIPE, stderr=self._log, text=True, cwd=ROOT, preexec_fn=_pin(cpus, nice),
         )
@@ -305,7 +306,7 @@ class ServerProcess:
             m = pattern.match(line)
             if m:
                 when = time.mktime(time.strptime(m.group(1)[:19], "%Y-%m-%d %H:%M:%S")) + int(m.group(1)[20:23]) / 1000
-                what = re.sub(r" at 0x[0-9a-f]+|/work/\S+/|:\d+>", "", m.group(2))
+                what = re.sub(r" at 0x[0-9a-f]+|/\S+/|:\d+>", "", m.group(2))
                 what = re.search(r"coro=<([^>(]+)", what).group(1) if "coro=<" in what else what[:100]  # type: ignore[union-attr]
                 out.append((when, what, float(m.group(3))))
         return out

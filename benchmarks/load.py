@@ -12,9 +12,9 @@ Scenarios (default: all), each writing benchmarks/results/<scenario>.json and .m
   delete  ~10% of tasks get DeleteTask (propeller abort), some before their SubmitJob, some while running:
           TerminateJob calls, jobs end FAILED "Aborted by Flyte (...)", nothing is ever (re)submitted.
 
-    /work/venv/bin/python benchmarks/load.py                 # all three (about 7 minutes)
-    /work/venv/bin/python benchmarks/load.py track --cycles 3 --cycle 10 --rate 1000 --seconds 20
-    /work/venv/bin/python benchmarks/load.py track --profile --cycles 1 --seconds 10   # server under cProfile
+    .venv/bin/python benchmarks/load.py                 # all three (about 7 minutes)
+    .venv/bin/python benchmarks/load.py track --cycles 3 --cycle 10 --rate 1000 --seconds 20
+    .venv/bin/python benchmarks/load.py track --profile --cycles 1 --seconds 10   # server under cProfile
 """
 
 from __future__ import annotations

@@ -91,7 +91,7 @@ BASE_CONFIG: dict[str, Any] = {"defaultQueue": QUEUE, "status": {"refreshInterva
 @pytest.fixture(scope="session")
 def emu(aws: Aws) -> Iterator[Any]:
     """The project's emulated AWS Batch: jobs really run (as local processes), with AWS's transitions."""
-    from aws_array_plugin.emulator import Emulator
+    from aws_batch_emulator import Emulator
 
     with Emulator(port=0, step=0.2, concurrency=8) as emulator:
         yield emulator

@@ -57,11 +57,11 @@ def terminate(process: subprocess.Popen[Any], timeout: float = 15) -> int | None
 
 
 class EmulatorProcess:
-    """`python -m aws_array_plugin.emulator` on a free port, driven through boto3 and its /_emulator API."""
+    """`python -m aws_batch_emulator` on a free port, driven through boto3 and its /_emulator API."""
 
     def __init__(self, workdir: Path, *flags: str) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "aws_array_plugin.emulator", "--port", "0", "--workdir", str(workdir), *flags],
+            [sys.executable, "-m", "aws_batch_emulator", "--port", "0", "--workdir", str(workdir), *flags],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO, env=subprocess_env(),
         )  # fmt: skip
         assert self.process.stdout is not None

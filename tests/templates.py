@@ -1,5 +1,6 @@
 """Task templates serialized by real flytekit (as `pyflyte register` does), and CreateTaskRequests with
-args rendered the way propeller renders them (contract doc §4.1)."""
+args rendered the way propeller's `template.Render` renders them: `{{.input}}`, `{{.outputPrefix}}`,
+`{{.rawOutputDataPrefix}}` and the checkpoint prefixes replaced by the attempt's paths (see docs/demo.md)."""
 
 from __future__ import annotations
 

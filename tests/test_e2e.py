@@ -21,12 +21,12 @@ from flyteidl.core import execution_pb2, literals_pb2
 from tests.conftest import Plugin, StartPlugin
 from tests.templates import create_request, literal_map, task_template
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 Phase = execution_pb2.TaskExecution
 TERMINAL = {Phase.SUCCEEDED, Phase.FAILED, Phase.RETRYABLE_FAILED, Phase.ABORTED}
 ROOT = Path(__file__).resolve().parents[1]
-DEMO = "aws_array_plugin.demo.workflows"
+DEMO = "aws_array_plugin_demo.workflows"
 # Propeller passes execution env vars (task_execution_metadata.environment_variables) to the job: the host
 # jobs import the task modules from this checkout; unbuffered so print() lines reach CloudWatch in order.
 JOB_ENV = {"PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}

@@ -37,6 +37,9 @@ from aws_array_plugin.resource_meta import decode
 from tests.replicas import EmulatorProcess, Propeller, Replica, batch_operations, metric_sum, start_replicas
 from tests.templates import create_request, literal_map, task_template
 
+# Several server and emulator processes per scenario, and waits of up to a minute.
+pytestmark = pytest.mark.slow
+
 Phase = execution_pb2.TaskExecution
 TERMINAL = {Phase.SUCCEEDED, Phase.FAILED, Phase.RETRYABLE_FAILED, Phase.ABORTED}
 # Order of progress, to spot an answer that goes back (e.g. RUNNING, then QUEUED).

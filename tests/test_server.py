@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import grpc
+import pytest
 from flyteidl.admin import agent_pb2
 from flyteidl.service import agent_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -36,6 +37,7 @@ async def test_metrics_count_rpcs_by_method_and_task_type(start_plugin: StartPlu
     assert 'aws_array_plugin_aws_rate_limit{call_class="submit"} 40.0' in text
 
 
+@pytest.mark.slow  # building and sending a request over 4 MiB: most of this module's time
 async def test_large_requests_are_accepted(start_plugin: StartPlugin) -> None:
     """Above gRPC's default 4 MiB receive limit (a map task over ~600k integers)."""
     async with start_plugin({"maxArraySize": 10}) as plugin:

@@ -25,7 +25,8 @@ MIGRATION = DOCS / "migration-from-aws-array.md"
 # Durations are floats in seconds in the model; the doc shows them as `<seconds>s`.
 DURATIONS = duration_paths()
 
-# Every key of the Go plugin's config (shared/docs/go-aws-array-plugin.md §1.1, §1.2) and FlyteAdmin's queues (§1.4).
+# Every key of the Go plugin's config (`plugins.aws`, `plugins.aws.batch`) and FlyteAdmin's queues: the
+# migration guide must say where each went.
 GO_KEYS = [
     "region", "accountId", "retries", "logLevel",
     "jobStoreConfig.jacheSize", "jobStoreConfig.parallelism", "jobStoreConfig.batchChunkSize",

@@ -21,7 +21,7 @@ import yaml
 from tests.deploy.support import REPO, PrometheusServer, free_port, start_prometheus, stop_prometheus
 from tests.deploy.test_observability import ALERTS, GRAFANA_VARIABLES, dashboard
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 SCRAPE = "1s"
 # Queries (panel title, legend) whose series only exist when something is wrong, which this run does not provoke.
@@ -63,7 +63,7 @@ def _stop(process: subprocess.Popen[Any]) -> int | None:
 @pytest.fixture
 def emulator(tmp_path: Path) -> Iterator[dict[str, Any]]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "aws_array_plugin.emulator", "--port", "0", "--step", "0.05", "--concurrency", "8",
+        [sys.executable, "-m", "aws_batch_emulator", "--port", "0", "--step", "0.05", "--concurrency", "8",
          "--throttle", "DescribeJobs=0.3", "--throttle", "SubmitJob=0.3", "--seed", "7", "--workdir", str(tmp_path)],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO, env=_env(),
     )

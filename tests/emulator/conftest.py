@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from emu_support import BUCKET, QUEUE, STEP, Aws
 
-from aws_array_plugin.emulator import Emulator
+from aws_batch_emulator import Emulator
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from aws_array_plugin.emulator import Emulator
+from aws_batch_emulator import Emulator
 
 STEP = 0.05
 # Not the defaults: other suites in the same pytest process create `default`/`flyte-data` in moto's shared state.

@@ -11,8 +11,8 @@ import pytest
 from botocore.exceptions import ClientError
 from emu_support import BUCKET, QUEUE, STEP, Aws, wait_for
 
-from aws_array_plugin.emulator import Emulator
-from aws_array_plugin.emulator.capacity import REASON_RESOURCES, Capacity, Requirements, requirements
+from aws_batch_emulator import Emulator
+from aws_batch_emulator.capacity import REASON_RESOURCES, Capacity, Requirements, requirements
 
 REASON = (
     "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT - The job resource requirement (vCPU/memory/GPU) is higher than "

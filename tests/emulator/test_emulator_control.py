@@ -17,7 +17,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from emu_support import NO_RETRY, Aws
 
-from aws_array_plugin.emulator import Emulator, FaultRule
+from aws_batch_emulator import Emulator, FaultRule
 
 
 def _http(endpoint: str, method: str, path: str, body: Any = None) -> Any:
@@ -174,7 +174,7 @@ def _alive(pid: int) -> bool:
 
 def test_cli_process_prints_json_line_and_applies_fault_flags() -> None:
     command = [
-        sys.executable, "-m", "aws_array_plugin.emulator",
+        sys.executable, "-m", "aws_batch_emulator",
         "--port", "0", "--step", "0.05", "--concurrency", "2", "--throttle", "DescribeJobs=1.0",
         "--latency", "ListJobs=10",
     ]  # fmt: skip
@@ -206,7 +206,7 @@ def test_cli_process_prints_json_line_and_applies_fault_flags() -> None:
 def test_cli_flags_and_subcommand_wiring() -> None:
     import argparse
 
-    from aws_array_plugin.emulator.cli import add_arguments, fault_rules
+    from aws_batch_emulator.cli import add_arguments, fault_rules
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
@@ -227,7 +227,7 @@ def test_cli_flags_and_subcommand_wiring() -> None:
     )
     assert "--concurrency" in helped.stdout and "--throttle" in helped.stdout
     check = subprocess.run(
-        [sys.executable, "-c", "import sys, aws_array_plugin.emulator.cli; print('moto' in sys.modules)"],
+        [sys.executable, "-c", "import sys, aws_batch_emulator.cli; print('moto' in sys.modules)"],
         capture_output=True,
         text=True,
         check=True,

@@ -14,8 +14,8 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from emu_support import BUCKET
 
-from aws_array_plugin.emulator import Emulator
-from aws_array_plugin.emulator.runtime import EMULATOR_KEY
+from aws_batch_emulator import Emulator
+from aws_batch_emulator.runtime import EMULATOR_KEY
 
 
 def signed(emulator: Emulator, method: str, key: str, body: bytes = b"") -> tuple[str, dict[str, str]]:

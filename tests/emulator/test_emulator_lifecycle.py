@@ -14,7 +14,7 @@ import boto3
 import pytest
 from emu_support import BUCKET, QUEUE, Aws, wait_for
 
-from aws_array_plugin.emulator import Emulator
+from aws_batch_emulator import Emulator
 
 WAIT_GATE = 'while [ ! -f "$GATE" ]; do sleep 0.02; done'
 

@@ -21,7 +21,7 @@ import pytest
 from botocore.exceptions import ConnectionClosedError, EndpointConnectionError
 from emu_support import BUCKET, NO_RETRY, QUEUE, Aws, wait_for
 
-from aws_array_plugin.emulator import Emulator, FaultRule
+from aws_batch_emulator import Emulator, FaultRule
 
 
 @pytest.fixture
@@ -138,7 +138,7 @@ def test_stop_during_an_outage_frees_the_port() -> None:
 
 
 def test_cli_sighup_makes_an_outage() -> None:
-    command = [sys.executable, "-m", "aws_array_plugin.emulator", "--port", "0", "--hup-downtime", "1"]
+    command = [sys.executable, "-m", "aws_batch_emulator", "--port", "0", "--hup-downtime", "1"]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None

@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 from emu_support import Aws
 
-from aws_array_plugin.emulator import FaultRule
-from aws_array_plugin.emulator.calls import batch_operation, classify, s3_operation
-from aws_array_plugin.emulator.errors import BatchClientError
-from aws_array_plugin.emulator.faults import FaultInjector, fault_response
-from aws_array_plugin.emulator.listing import parse_query
-from aws_array_plugin.emulator.model import RUNNING, SUCCEEDED
-from aws_array_plugin.emulator.runtime import Endpoint, _LineBuffer, job_environment
+from aws_batch_emulator import FaultRule
+from aws_batch_emulator.calls import batch_operation, classify, s3_operation
+from aws_batch_emulator.errors import BatchClientError
+from aws_batch_emulator.faults import FaultInjector, fault_response
+from aws_batch_emulator.listing import parse_query
+from aws_batch_emulator.model import RUNNING, SUCCEEDED
+from aws_batch_emulator.runtime import Endpoint, _LineBuffer, job_environment
 
 
 @pytest.mark.parametrize(
@@ -208,7 +208,7 @@ def test_moto_backends_are_looked_up_once_per_host(monkeypatch: pytest.MonkeyPat
     from moto import backends
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    from aws_array_plugin.emulator.moto_dispatch import MotoDispatcher
+    from aws_batch_emulator.moto_dispatch import MotoDispatcher
 
     hosts = ["s3.us-east-1.amazonaws.com", "batch.eu-west-1.amazonaws.com", "logs.us-east-1.amazonaws.com", "s3"]
     plain = DomainDispatcherApplication(create_backend_app)

@@ -4,7 +4,8 @@ from aws_array_plugin.error_summary import first_line_of_error, format_ranges, i
 
 # Real error.pb messages (ErrorDocument.error.message) written by flytekit 1.16.31's `pyflyte-execute` for
 # tasks of a scratch module (app/wf.py) that raise ValueError, a multi-line RuntimeError,
-# FlyteRecoverableException, and `ValueError(...) from KeyError`. Only the virtualenv path was shortened (to /venv).
+# FlyteRecoverableException, and `ValueError(...) from KeyError`. Only the paths were shortened (the
+# virtualenv to /venv, the scratch module's directory to /app).
 VALUE_ERROR = r"""Trace:
 
     Traceback (most recent call last):
@@ -14,10 +15,10 @@ VALUE_ERROR = r"""Trace:
       File "/venv/lib/python3.11/site-packages/flytekit/core/python_function_task.py", line 214, in execute
         return self._task_function(**kwargs)
                ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
-      File "/tmp/errpb/app/wf.py", line 10, in square
+      File "/app/wf.py", line 10, in square
         return _check(x) ** 2
                ^^^^^^^^^
-      File "/tmp/errpb/app/wf.py", line 5, in _check
+      File "/app/wf.py", line 5, in _check
         raise ValueError("x must be positive")
     ValueError: x must be positive
 
@@ -34,7 +35,7 @@ MULTILINE_RUNTIME_ERROR = r"""Trace:
       File "/venv/lib/python3.11/site-packages/flytekit/core/python_function_task.py", line 214, in execute
         return self._task_function(**kwargs)
                ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
-      File "/tmp/errpb/app/wf.py", line 14, in crash
+      File "/app/wf.py", line 14, in crash
         raise RuntimeError(f"bad input {x}\nsecond line of detail")
     RuntimeError: bad input -3
     second line of detail
@@ -53,7 +54,7 @@ RECOVERABLE = r"""Trace:
       File "/venv/lib/python3.11/site-packages/flytekit/core/python_function_task.py", line 214, in execute
         return self._task_function(**kwargs)
                ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
-      File "/tmp/errpb/app/wf.py", line 20, in recov
+      File "/app/wf.py", line 20, in recov
         raise FlyteRecoverableException("try again later")
     flytekit.exceptions.user.FlyteRecoverableException: USER:Recoverable: error=try again later
 
@@ -64,7 +65,7 @@ Message:
 CHAINED = r"""Trace:
 
     Traceback (most recent call last):
-      File "/tmp/errpb/app/wf.py", line 29, in chained
+      File "/app/wf.py", line 29, in chained
         {}["k"]
         ~~^^^^^
     KeyError: 'k'
@@ -78,7 +79,7 @@ CHAINED = r"""Trace:
       File "/venv/lib/python3.11/site-packages/flytekit/core/python_function_task.py", line 214, in execute
         return self._task_function(**kwargs)
                ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
-      File "/tmp/errpb/app/wf.py", line 31, in chained
+      File "/app/wf.py", line 31, in chained
         raise ValueError("lookup failed") from e
     ValueError: lookup failed
 

@@ -1,9 +1,0 @@
-"""`python -m aws_array_plugin.emulator [--port 4566] ...`: the same as `aws-array-plugin emulator`."""
-
-import argparse
-
-from .cli import add_arguments, run
-
-parser = argparse.ArgumentParser(prog="python -m aws_array_plugin.emulator", description="run the emulated AWS")
-add_arguments(parser)
-raise SystemExit(run(parser.parse_args()))
