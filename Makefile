@@ -7,10 +7,10 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-$(BIN)/aws-array-plugin: pyproject.toml devtools/pyproject.toml requirements/constraints.txt
+$(BIN)/aws-array-plugin: pyproject.toml devtools/pyproject.toml plugins/flyte2/pyproject.toml requirements/constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c requirements/constraints.txt -e ./devtools -e ".[test]"
+	$(BIN)/pip install -q -c requirements/constraints.txt -e ./devtools -e ./plugins/flyte2 -e ".[test]"
 	touch $@
 
 .PHONY: install demo test fast lint

@@ -3,6 +3,9 @@ retried with full-jitter back-off on throttling, 5xx and timeouts, counted in me
 
 Callers see two exceptions only: `AwsRequestError` (AWS refused the request; retrying cannot help)
 and `AwsUnavailable` (AWS kept throttling or failing; try again later).
+
+The core depends on the `AwsCalls` protocol, not on `AwsApi`: `aws_array_plugin.testing.FakeAws` is the in-memory
+implementation its unit tests run on.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from aiobotocore.config import AioConfig
@@ -38,6 +41,24 @@ SERVER_CODES = frozenset({
 })
 USER_AGENT_EXTRA = f"aws-array-plugin/{__version__}"
 CALL_CLASSES = ("submit", "describe", "list", "terminate", "job_definitions", "s3", "logs")
+
+
+class AwsCalls(Protocol):
+    """What the service uses of `AwsApi`: the one entry point of every AWS call, and a faster decoder for a
+    response. `AwsApi` is the real one; `aws_array_plugin.testing.FakeAws` answers from memory."""
+
+    @property
+    def region(self) -> str: ...
+
+    async def call(self, call_class: str, service: str, operation: str, /, *, max_attempts: int = ...,
+                   deadline: float | None = None, retry_timeouts: bool = True, **params: Any) -> dict[str, Any]:
+        """`operation` (snake_case) of `service` with `params`, paced by `call_class`'s limiter. Raises
+        AwsRequestError or AwsUnavailable only. No attempt starts after `deadline` (a time.monotonic() instant)."""
+        ...
+
+    def decode_with(self, service: str, operation: str, decode: Callable[[bytes], dict[str, Any] | None]) -> None:
+        """Answer `operation` (CamelCase) with what `decode` makes of a successful response body."""
+        ...
 
 
 class AwsRequestError(Exception):

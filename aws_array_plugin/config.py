@@ -145,9 +145,13 @@ class StatusConfig(_Model):
     running_child_links: int = Field(default=3, ge=0, le=20)
     # Failed array children described for their reason, exit code and log link.
     failed_child_details: int = Field(default=100, ge=0, le=10_000)
+    # A failing array answers RUNNING for at most this long while its failed children's errors are collected,
+    # so its final answer says why (permanent or retryable) instead of guessing.
+    failure_details_wait: float = 120.0
 
     @field_validator("refresh_interval", "max_staleness", "idle_eviction", "batch_window",
-                     "misconfiguration_dwell", "answer_timeout", "missing_job_grace", mode="before")
+                     "misconfiguration_dwell", "answer_timeout", "missing_job_grace", "failure_details_wait",
+                     mode="before")
     @classmethod
     def _duration(cls, v: Any) -> float:
         return parse_duration(v)

@@ -7,20 +7,23 @@ import asyncio
 import logging
 from typing import Any
 
-from aws_array_plugin.aws_calls import AwsApi
+from aws_array_plugin.aws_calls import AwsCalls
+from aws_array_plugin.bounded import BoundedCache
 from aws_array_plugin.job_requests import JobDefinition
 from aws_array_plugin.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
+# ARNs kept by content hash: a definition's ARN never changes, so a hit saves a DescribeJobDefinitions.
+CACHED_DEFINITIONS = 10_000
+
 
 class JobDefinitions:
-    def __init__(self, api: AwsApi, metrics: Metrics, max_cached: int = 10_000) -> None:
+    def __init__(self, api: AwsCalls, metrics: Metrics, max_cached: int = CACHED_DEFINITIONS) -> None:
         self._api = api
         self._metrics = metrics
-        self._arns: dict[str, str] = {}
+        self._arns: BoundedCache[str, str] = BoundedCache(max_cached)
         self._inflight: dict[str, asyncio.Future[str]] = {}
-        self._max = max_cached
 
     async def arn(self, definition: JobDefinition, deadline: float | None = None) -> str:
         """The ARN of an ACTIVE definition with this content, registering it only if none exists."""
@@ -34,9 +37,7 @@ class JobDefinitions:
         self._inflight[definition.name] = future
         try:
             arn = await self._find(definition, deadline) or await self._register(definition, deadline)
-            if len(self._arns) >= self._max:
-                self._arns.pop(next(iter(self._arns)))
-            self._arns[definition.name] = arn
+            self._arns.put(definition.name, arn)
             future.set_result(arn)
             return arn
         except BaseException as exc:

@@ -1,22 +1,20 @@
-"""AWS console and CloudWatch links for Batch jobs as Flyte TaskLogs (pure: job details in, links out).
+"""AWS console and CloudWatch links for Batch jobs (pure: job details in, `LogLink`s out).
 
-What the Go plugin got wrong and this fixes: hosts follow the partition (aws, aws-cn, aws-us-gov); the log
-group and region come from the job's own `awslogs` options instead of a hard-coded `/aws/batch/job`;
-CloudWatch links use the console's logsV2 escaping; every attempt that has a log stream gets its own link as
-soon as it is RUNNING; names are stable and human ("Child 7 logs (attempt 1, FAILED)", not "PhaseRunning").
+Links must open where the job really logged: hosts follow the partition, the log group and region come from
+the job's own `awslogs` options, and each attempt with a log stream gets its own, readably named link
+(docs/migration-from-aws-array.md lists what differs from the Go plugin).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from flyteidl.core.execution_pb2 import TaskLog
-
+from aws_array_plugin.batch_ids import local_index
 from aws_array_plugin.regions import console_host
+from aws_array_plugin.task_status import LogLink
 
 __all__ = [
     "ARRAY_JOB_LINK_NAME",
@@ -120,16 +118,13 @@ def attempt_logs(job_detail: Mapping[str, Any]) -> list[AttemptLog]:
 
 def _cloudwatch_links(
     job_detail: Mapping[str, Any], region: str, default_log_group: str, name: Callable[[AttemptLog], str]
-) -> list[TaskLog]:
+) -> list[LogLink]:
     location = log_location(job_detail, default_log_group, region)
     if location is None:
         return []
     group, log_region = location
     return [
-        TaskLog(
-            uri=cloudwatch_log_url(log_region, group, attempt.log_stream),
-            name=name(attempt),
-        )
+        LogLink(name=name(attempt), uri=cloudwatch_log_url(log_region, group, attempt.log_stream))
         for attempt in attempt_logs(job_detail)
     ]
 
@@ -140,12 +135,12 @@ def single_job_links(
     job_detail: Mapping[str, Any] | None = None,
     *,
     default_log_group: str = DEFAULT_LOG_GROUP,
-) -> list[TaskLog]:
+) -> list[LogLink]:
     """Links of a single (non-array) job: the console page, then "CloudWatch logs (attempt N)" per attempt.
 
     Without a job detail yet (just submitted) only the console link, which Flyte shows while pending.
     """
-    links = [TaskLog(uri=batch_job_console_url(region, job_id), name=SINGLE_JOB_LINK_NAME, ShowWhilePending=True)]
+    links = [LogLink(SINGLE_JOB_LINK_NAME, batch_job_console_url(region, job_id), show_while_pending=True)]
     if job_detail is not None:
         links += _cloudwatch_links(
             job_detail, region, default_log_group, lambda a: f"CloudWatch logs (attempt {a.number})"
@@ -153,22 +148,11 @@ def single_job_links(
     return links
 
 
-_CHILD_SUFFIX = re.compile(r":(\d+)$")
-
-
-def _child_index(child_detail: Mapping[str, Any]) -> int | None:
-    index = _mapping(child_detail.get("arrayProperties")).get("index")
-    if isinstance(index, int) and not isinstance(index, bool):
-        return index
-    match = _CHILD_SUFFIX.search(_text(child_detail.get("jobId")))  # child ids are "<parent id>:<index>"
-    return int(match.group(1)) if match else None
-
-
 def child_job_links(
     region: str, child_detail: Mapping[str, Any], *, default_log_group: str = DEFAULT_LOG_GROUP
-) -> list[TaskLog]:
+) -> list[LogLink]:
     """CloudWatch links of one array child, "Child 7 logs (attempt 1, FAILED)", one per attempt."""
-    index = _child_index(child_detail)
+    index = local_index(child_detail)
     label = f"Child {index}" if index is not None else f"Job {_text(child_detail.get('jobId')) or '?'}"
     return _cloudwatch_links(
         child_detail, region, default_log_group, lambda a: f"{label} logs (attempt {a.number}, {a.status})"
@@ -181,15 +165,15 @@ def array_job_links(
     children: Iterable[Mapping[str, Any]] = (),
     *,
     default_log_group: str = DEFAULT_LOG_GROUP,
-) -> list[TaskLog]:
+) -> list[LogLink]:
     """The parent's console page, then the links of the given children, in index order.
 
     The caller picks the children (e.g. failed and running ones): an array can have 10,000 of them.
     """
-    links = [TaskLog(uri=batch_job_console_url(region, parent_job_id), name=ARRAY_JOB_LINK_NAME, ShowWhilePending=True)]
+    links = [LogLink(ARRAY_JOB_LINK_NAME, batch_job_console_url(region, parent_job_id), show_while_pending=True)]
 
     def order(child: Mapping[str, Any]) -> tuple[int, int, str]:
-        index = _child_index(child)
+        index = local_index(child)
         return (0, index, "") if index is not None else (1, 0, _text(child.get("jobId")))
 
     for child in sorted(children, key=order):

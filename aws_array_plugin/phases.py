@@ -1,7 +1,7 @@
 """AWS Batch job status -> Flyte task phase and a message a person can act on. Pure.
 
-Phases are `flyteidl.core.execution_pb2.TaskExecution.Phase` values; propeller maps FAILED to a
-permanent failure and RETRYABLE_FAILED to one that uses a retry (contract doc §4.3).
+Phases are the core's own (task_status.Phase): FAILED is a permanent failure, RETRYABLE_FAILED one that
+consumes one of the task's retries.
 """
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from flyteidl.core.execution_pb2 import TaskExecution
+from aws_array_plugin.batch_ids import status_summary
+from aws_array_plugin.task_status import Phase
 
-QUEUED = TaskExecution.QUEUED
-INITIALIZING = TaskExecution.INITIALIZING
-RUNNING = TaskExecution.RUNNING
-SUCCEEDED = TaskExecution.SUCCEEDED
-FAILED = TaskExecution.FAILED
-RETRYABLE_FAILED = TaskExecution.RETRYABLE_FAILED
-TERMINAL_PHASES = frozenset({SUCCEEDED, FAILED, RETRYABLE_FAILED, TaskExecution.ABORTED})
+QUEUED = Phase.QUEUED
+INITIALIZING = Phase.INITIALIZING
+RUNNING = Phase.RUNNING
+SUCCEEDED = Phase.SUCCEEDED
+FAILED = Phase.FAILED
+RETRYABLE_FAILED = Phase.RETRYABLE_FAILED
 
 AWS_STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
 TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED"})
@@ -38,7 +38,7 @@ _IMAGE_GONE = re.compile(r"CannotPullContainerError.*(not found|unauthorized|man
 
 @dataclass(frozen=True)
 class Verdict:
-    phase: int
+    phase: Phase
     message: str
 
 
@@ -144,10 +144,10 @@ def array_counts(parts: Iterable[tuple[int, Mapping[str, Any]]]) -> ArrayCounts:
     for children, detail in parts:
         size += children
         status = str(detail.get("status", ""))
-        summary = (detail.get("arrayProperties") or {}).get("statusSummary")
+        summary = status_summary(detail)
         if children == 1 and not summary:
             summary = {status: 1} if status else {}
-        summary = {k: int(v) for k, v in (summary or {}).items() if k in totals}
+        summary = {k: v for k, v in summary.items() if k in totals}
         if status == "SUCCEEDED":
             summary = {"SUCCEEDED": children}
         elif status == "FAILED":

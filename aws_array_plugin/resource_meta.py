@@ -6,7 +6,16 @@ import re
 
 from google.protobuf.message import DecodeError
 
-from aws_array_plugin._proto.resource_meta_pb2 import ARRAY, SINGLE, TASK_KIND_UNSPECIFIED, ResourceMeta
+from aws_array_plugin._proto.resource_meta_pb2 import (
+    ARRAY,
+    FACE_UNSPECIFIED,
+    FLYTE1,
+    FLYTE2,
+    SINGLE,
+    TASK_KIND_UNSPECIFIED,
+    Face,
+    ResourceMeta,
+)
 from aws_array_plugin.job_requests import array_chunks
 from aws_array_plugin.s3_uris import split_uri
 
@@ -16,7 +25,22 @@ SCHEMA_VERSION = 1
 MAX_META_ARRAY_SIZE = 10_000_000
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
 
-__all__ = ["ARRAY", "SCHEMA_VERSION", "SINGLE", "MetaError", "ResourceMeta", "decode", "encode"]
+__all__ = [
+    "ARRAY",
+    "FLYTE1",
+    "FLYTE2",
+    "SCHEMA_VERSION",
+    "SINGLE",
+    "Face",
+    "MetaError",
+    "ResourceMeta",
+    "check_face",
+    "decode",
+    "encode",
+    "face_of",
+    "task_prefix",
+]
+FACE_NAMES = {FLYTE1: "Flyte 1 (flyteidl Agent services)", FLYTE2: "Flyte 2 (flyteidl2 connector services)"}
 
 
 class MetaError(ValueError):
@@ -43,6 +67,8 @@ def decode(data: bytes) -> ResourceMeta:
         )
     if meta.kind not in (SINGLE, ARRAY):
         raise MetaError(f"resource meta has an unknown task kind {meta.kind}")
+    if meta.face not in (FACE_UNSPECIFIED, FLYTE1, FLYTE2):
+        raise MetaError(f"resource meta has an unknown face {meta.face}")
     if not meta.rejection:
         _check_usable(meta)
     return meta
@@ -64,6 +90,8 @@ def _check_usable(meta: ResourceMeta) -> None:
             raise MetaError(f"resource meta has an unusable journal ({exc})") from None
     if any(not job_id for job_id in meta.job_ids):
         raise MetaError("resource meta has an empty job id")
+    if meta.face == FLYTE2 and meta.kind != SINGLE:
+        raise MetaError("resource meta of a Flyte 2 task must be of a single job")
     if meta.kind == SINGLE:
         if len(meta.job_ids) > 1:
             raise MetaError(f"resource meta of a single job has {len(meta.job_ids)} job ids")
@@ -75,3 +103,19 @@ def _check_usable(meta: ResourceMeta) -> None:
     chunks = len(array_chunks(meta.size))
     if meta.job_ids and len(meta.job_ids) != chunks:
         raise MetaError(f"resource meta of an array of {meta.size} has {len(meta.job_ids)} job ids, not {chunks}")
+
+
+def face_of(meta: ResourceMeta) -> Face.ValueType:
+    """The face that created the task (metas written before faces were recorded are Flyte 1's)."""
+    return meta.face or FLYTE1
+
+
+def check_face(meta: ResourceMeta, face: Face.ValueType) -> None:
+    if face_of(meta) != face:
+        raise MetaError(f"resource meta was created by the {FACE_NAMES[face_of(meta)]} face; send it back there")
+
+
+def task_prefix(meta: ResourceMeta) -> str:
+    """Where a single job's outputs.pb and error.pb are: flytekit (Flyte 1) writes under <output_prefix>/0,
+    the Flyte 2 runtime under <output_prefix> itself."""
+    return meta.output_prefix if face_of(meta) == FLYTE2 else f"{meta.output_prefix}/0"

@@ -13,12 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aws_array_plugin.task_types import TASK_TYPE_VERSIONS
-
 log = logging.getLogger("aws_array_plugin")
 
-AGENT_NAME = "AWS Batch (aws-array-plugin)"
-# Propeller keeps one version per type name; these are what flytekit serializes.
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,38 +47,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-class MetadataService:
-    """AgentMetadataService: cheap, static, never fails (propeller calls ListAgents every 10 s)."""
-
-    def __init__(self) -> None:
-        from flyteidl.admin import agent_pb2
-
-        agent = agent_pb2.Agent(name=AGENT_NAME, is_sync=False)
-        for name, version in TASK_TYPE_VERSIONS.items():
-            agent.supported_task_types.append(name)
-            agent.supported_task_categories.append(agent_pb2.TaskCategory(name=name, version=version))
-        self._agent = agent
-        self._list = agent_pb2.ListAgentsResponse(agents=[agent])
-        self._get = agent_pb2.GetAgentResponse(agent=agent)
-
-    async def ListAgents(self, request: Any, context: Any) -> Any:
-        return self._list
-
-    async def GetAgent(self, request: Any, context: Any) -> Any:
-        import grpc
-
-        if request.name and request.name != AGENT_NAME:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no agent named {request.name!r}; this is {AGENT_NAME!r}")
-        return self._get
-
-
 @dataclass
 class RunningServer:
     port: int
     metrics_port: int
     health_port: int | None
     stop: asyncio.Event
-    deps: Any
+    core: Any  # the TaskCore: config, api, store, submissions, engine, metrics
 
 
 def _credentials(config: Any) -> Any:
@@ -104,18 +75,22 @@ async def serve(config: Any, *, host: str = "0.0.0.0", port: int = 8000, metrics
     """Run until SIGTERM/SIGINT (or `stop` is set). `started` receives the bound ports."""
     import grpc
     from flyteidl.service import agent_pb2 as service_pb2
+    from flyteidl2.connector import service_pb2 as connector_service_pb2
     from grpc_health.v1 import health, health_pb2, health_pb2_grpc
     from grpc_reflection.v1alpha import reflection
     from prometheus_client import start_http_server
 
     from aws_array_plugin.aws_calls import AwsApi
+    from aws_array_plugin.core import TaskCore
+    from aws_array_plugin.faces import flyte1, flyte2
     from aws_array_plugin.grpc_handlers import add_servicer
     from aws_array_plugin.job_definitions import JobDefinitions
     from aws_array_plugin.metrics import Metrics
-    from aws_array_plugin.service import AgentService, Deps
+    from aws_array_plugin.monitor import Monitor, MonitorPolicy
     from aws_array_plugin.status_engine import StatusEngine
     from aws_array_plugin.storage import S3Store
     from aws_array_plugin.submissions import Submissions
+    from aws_array_plugin.task_logs import TaskLogs
 
     metrics = Metrics()
     api = AwsApi(config, metrics)
@@ -125,7 +100,9 @@ async def serve(config: Any, *, host: str = "0.0.0.0", port: int = 8000, metrics
     store = S3Store(api)
     engine = StatusEngine(api, config.status, metrics)
     submissions = Submissions(api, store, config, metrics, JobDefinitions(api, metrics), on_submitted=engine.seed_all)
-    deps = Deps(config, api, store, submissions, engine, metrics)
+    monitor = Monitor(engine, store, MonitorPolicy.from_config(config), metrics)
+    core = TaskCore(config, api, store, submissions, engine, metrics, monitor,
+                    TaskLogs(api, engine, config.job_definitions.log_group))
     submissions.start()
     engine.start()
 
@@ -135,12 +112,18 @@ async def serve(config: Any, *, host: str = "0.0.0.0", port: int = 8000, metrics
         ("grpc.max_send_message_length", s.max_send_message_bytes),
     ])
     agents = service_pb2.DESCRIPTOR.services_by_name
-    add_servicer(server, AgentService(deps), agents["AsyncAgentService"])
-    add_servicer(server, MetadataService(), agents["AgentMetadataService"])
+    connectors = connector_service_pb2.DESCRIPTOR.services_by_name
+    faces = [
+        (flyte1.AgentService(core, metrics), agents["AsyncAgentService"]),
+        (flyte1.MetadataService(), agents["AgentMetadataService"]),
+        (flyte2.ConnectorService(core, metrics), connectors["AsyncConnectorService"]),
+        (flyte2.ConnectorMetadataService(), connectors["ConnectorMetadataService"]),
+    ]
+    for servicer, descriptor in faces:
+        add_servicer(server, servicer, descriptor)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    services = [d.full_name for d in service_pb2.DESCRIPTOR.services_by_name.values()
-                if d.name in ("AsyncAgentService", "AgentMetadataService")]
+    services = [descriptor.full_name for _, descriptor in faces]
     for name in ["", *services, health.SERVICE_NAME]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection([*services, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
@@ -172,7 +155,7 @@ async def serve(config: Any, *, host: str = "0.0.0.0", port: int = 8000, metrics
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread (tests)
             loop.add_signal_handler(sig, stop.set)
     if started is not None and not started.done():
-        started.set_result(RunningServer(bound, http_server.server_port, health_bound, stop, deps))
+        started.set_result(RunningServer(bound, http_server.server_port, health_bound, stop, core))
     try:
         await stop.wait()
     finally:

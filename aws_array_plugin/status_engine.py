@@ -23,10 +23,12 @@ from typing import Any
 
 from aws_array_plugin.aws_calls import AwsApi, AwsRequestError, AwsUnavailable
 from aws_array_plugin.background import cancel_and_wait
+from aws_array_plugin.batch_ids import local_index, status_summary
 from aws_array_plugin.config import StatusConfig
 from aws_array_plugin.job_details import decode_describe_jobs, slim
 from aws_array_plugin.metrics import Metrics
 from aws_array_plugin.phases import TERMINAL_STATUSES, blocking_reason
+from aws_array_plugin.terminations import terminate_jobs
 
 log = logging.getLogger(__name__)
 
@@ -291,7 +293,7 @@ class StatusEngine:
             if not j.background or j.detail is None:
                 continue  # array children are counted through their parent's summary
             queue = str(j.detail.get("jobQueue", "")).rsplit("/", 1)[-1]
-            summary = (j.detail.get("arrayProperties") or {}).get("statusSummary") or {}
+            summary = status_summary(j.detail)
             phase = _PHASE_NAMES.get(j.status, "unknown")
             if summary and phase == "queued" and any(summary.get(s) for s in ("STARTING", "RUNNING", "SUCCEEDED")):
                 phase = "running"  # an array parent is never RUNNING itself
@@ -313,12 +315,14 @@ class StatusEngine:
         self._served_age = 0.0
 
     # -- actions -------------------------------------------------------------------------------------
-    async def terminate(self, job_ids: Iterable[str], reason: str) -> None:
+    async def terminate(self, job_ids: Iterable[str], reason: str, *, again: bool = False) -> None:
+        """Terminate tracked jobs (terminations.terminate_jobs), once per job unless `again` (an abort the user
+        asked for is always sent)."""
         for job_id in job_ids:
             job = self._jobs.get(job_id)
-            if job is not None and job.terminated:
+            if job is not None and job.terminated and not again:
                 continue
-            await self._api.call("terminate", "batch", "terminate_job", jobId=job_id, reason=reason[:1000])
+            await terminate_jobs(self._api, [job_id], reason)
             if job is not None:
                 job.terminated = reason
 
@@ -363,11 +367,11 @@ class StatusEngine:
             token = resp.get("nextToken")
             if not token:
                 break
-        new_ids = [s["jobId"] for s in listed if _child_index(s) not in parent.failed_children][:want]
+        new_ids = [s["jobId"] for s in listed if _index(s) not in parent.failed_children][:want]
         details = await self.jobs(new_ids, background=False)
         for d in details:
             if d.detail is not None:
-                parent.failed_children[_child_index(d.detail)] = d.detail
+                parent.failed_children[_index(d.detail)] = d.detail
         # Children whose describe failed are looked up again next time.
         parent.failed_listed = len(parent.failed_children)
 
@@ -413,9 +417,6 @@ class StatusEngine:
             parent.running_sampled_at = -1e9  # none seen running yet: look again next time, without waiting
 
 
-def _child_index(detail: dict[str, Any]) -> int:
-    index = (detail.get("arrayProperties") or {}).get("index")
-    if index is not None:
-        return int(index)
-    job_id = str(detail.get("jobId", ""))
-    return int(job_id.rsplit(":", 1)[1]) if ":" in job_id else -1
+def _index(detail: dict[str, Any]) -> int:
+    index = local_index(detail)
+    return -1 if index is None else index

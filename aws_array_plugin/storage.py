@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aws_array_plugin.aws_calls import AwsApi, AwsRequestError
+from aws_array_plugin.aws_calls import AwsCalls, AwsRequestError
 from aws_array_plugin.s3_uris import split_uri
 
 _MISSING = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchBucket"})
@@ -23,7 +23,7 @@ class S3Object:
 
 
 class S3Store:
-    def __init__(self, api: AwsApi) -> None:
+    def __init__(self, api: AwsCalls) -> None:
         self._api = api
 
     async def read(self, uri: str, deadline: float | None = None) -> S3Object | None:

@@ -138,11 +138,19 @@ def _str_map(custom: Mapping[str, Any], key: str, where: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in value.items()}
 
 
-def _queue(template: tasks_pb2.TaskTemplate, facts: _RoutingFacts, config: Config) -> tuple[str, str]:
+def _queue(template: tasks_pb2.TaskTemplate, custom: Mapping[str, Any], facts: _RoutingFacts,
+           config: Config) -> tuple[str, str]:
+    """The task's own queue (the Flyte 2 plugin's `queue` in custom, else FlyteAdmin's `child_queue`), else the
+    first routing rule that matches, else defaultQueue."""
     queue = ""
     for kv in template.container.config:  # FlyteAdmin appends child_queue: later entries win
         if kv.key in _QUEUE_KEYS and kv.value.strip():
             queue = kv.value.strip()
+    own = custom.get("queue")
+    if own is not None:
+        if not isinstance(own, str):
+            raise Rejection("template.custom.queue", f"expected a job queue name or ARN, got {own!r}")
+        queue = own.strip() or queue
     share = config.share_identifier
     if queue:
         return queue, share
@@ -402,7 +410,7 @@ def build_task_spec(request: agent_pb2.CreateTaskRequest, config: Config) -> Tas
         labels=dict(md.labels), gpu=resources.gpus > 0,
         interruptible=md.labels.get("interruptible") == "true" or template.metadata.interruptible,
     )
-    queue, share = _queue(template, facts, config)
+    queue, share = _queue(template, custom, facts, config)
     custom_share = custom.get("shareIdentifier") if not is_array else None
     if custom_share is not None and not isinstance(custom_share, str):
         raise Rejection(f"{where}.shareIdentifier", "expected a string")

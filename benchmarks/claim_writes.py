@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from botocore.handlers import add_expect_header  # noqa: E402
-from harness import EmulatorProcess, cpu_seconds  # noqa: E402
+from harness import cpu_seconds, start_emulator  # noqa: E402
 
 from aws_array_plugin.aws_calls import AwsApi  # noqa: E402
 from aws_array_plugin.config import load_config  # noqa: E402
@@ -103,7 +103,7 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--ab", type=int, default=0, metavar="N", help="A/B against Expect: 100-continue, N batches")
     args = p.parse_args()
-    emu = EmulatorProcess(step=0.5, concurrency=4, cpus=None, log_dir=Path(tempfile.mkdtemp(prefix="claim-writes-")))
+    emu = start_emulator(step=0.5, concurrency=4, cpus=None, log_dir=Path(tempfile.mkdtemp(prefix="claim-writes-")))
     rounds: list[dict[str, Any]] = []
     try:
         os.environ.update(emu.client_env())

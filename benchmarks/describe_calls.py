@@ -34,15 +34,9 @@ from flyteidl.service import agent_pb2_grpc  # noqa: E402
 
 from aws_array_plugin.config import load_config  # noqa: E402
 from aws_array_plugin.server import RunningServer, serve  # noqa: E402
+from aws_array_plugin_demo import workflows  # noqa: E402
+from aws_array_plugin_demo.propeller import create_request, literal_map, serialize, shell  # noqa: E402
 from aws_batch_emulator import Emulator  # noqa: E402
-from tests.templates import create_request, literal_map, task_template  # noqa: E402
-
-
-def shell(req: agent_pb2.CreateTaskRequest, script: str) -> agent_pb2.CreateTaskRequest:
-    req.template.metadata.retries.retries = 0  # a failing child fails at once instead of being retried
-    del req.template.container.args[:]
-    req.template.container.args.extend(["sh", "-c", script])
-    return req
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -68,8 +62,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
     stub = agent_pb2_grpc.AsyncAgentServiceStub(channel)
 
-    single_t = task_template("awsbatch_minimal_task")
-    map_t = task_template("square_legacy_map")
+    single_t = serialize(workflows.summarize)  # the demo's tasks; the jobs run shell scripts
+    map_t = serialize(workflows.square_all)
     tasks: list[tuple[bytes, str]] = []
     sem = asyncio.Semaphore(64)
 
@@ -83,9 +77,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     # Arrays first, so their children get the compute slots: every tenth child fails after a short run,
     # the others finish after two seconds, so children keep failing during the measured cycles.
     script = 'sleep 1; [ $((AWS_BATCH_JOB_ARRAY_INDEX % 10)) -eq 0 ] && exit 1; sleep 1'
-    reqs = [(shell(create_request(map_t, execution=f"a{i}", inputs=inputs), script), "container_array")
+    reqs = [(shell(create_request(map_t, execution=f"a{i}", inputs=inputs), script, retries=0), "container_array")
             for i in range(args.arrays)]
-    reqs += [(shell(create_request(single_t, execution=f"s{i}"), "sleep 3600"), "aws-batch") for i in range(args.singles)]
+    reqs += [(shell(create_request(single_t, execution=f"s{i}"), "sleep 3600", retries=0), "aws-batch") for i in range(args.singles)]
     await asyncio.gather(*(create(r, k) for r, k in reqs))
     create_seconds = time.monotonic() - t0
 
@@ -99,7 +93,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     await asyncio.gather(*(get(m, k) for m, k in tasks))
     await asyncio.sleep(args.refresh)
     emu.reset_stats()
-    engine = running.deps.engine
+    engine = running.core.engine
     engine.describe_calls = 0
 
     latencies: list[float] = []

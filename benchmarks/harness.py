@@ -1,5 +1,5 @@
-"""Process plumbing for `benchmarks/load.py`: the emulated AWS and the plugin server as separate processes
-(each pinned to its own cores), their CPU time and peak RSS from /proc, the emulator's control API,
+"""Process plumbing for `benchmarks/load.py`: the emulated AWS (aws_batch_emulator.process) and the plugin
+server as separate processes (each pinned to its own cores), their CPU time and peak RSS from /proc,
 percentiles and the Go plugin's DescribeJobs scheme."""
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ import json
 import math
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -22,9 +21,10 @@ from typing import Any
 
 import yaml
 
+from aws_batch_emulator.process import EmulatorProcess, terminate
+
 ROOT = Path(__file__).resolve().parent.parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-EMULATOR_KEY = "testing"
 _SERVING = re.compile(r"serving gRPC on [^ ]*:(\d+).*metrics on :(\d+)")
 # The cores this process may use when it starts (the load generator later pins itself to a subset).
 _CORES = sorted(os.sched_getaffinity(0))
@@ -135,69 +135,14 @@ EMULATOR_NICE = 10
 
 
 # -- the emulated AWS ------------------------------------------------------------------------------------
-class EmulatorProcess:
-    """`aws-array-plugin emulator` as a child process (its job processes inherit its cores). `nice` lowers its
+def start_emulator(*, step: float, concurrency: int, cpus: set[int] | None, log_dir: Path,
+                   nice: int = 0) -> EmulatorProcess:
+    """`python -m aws_batch_emulator` as a child process (its job processes inherit its cores). `nice` lowers its
     priority below the load generator it shares a core with, for latency measurements: it stands in for AWS,
     which runs elsewhere, so its work must not delay the generator reading answers (that would count as
     latency)."""
-
-    def __init__(self, *, step: float, concurrency: int, cpus: set[int] | None, log_dir: Path,
-                 nice: int = 0) -> None:
-        self.log_path = log_dir / "emulator.log"
-        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "aws_batch_emulator", "--port", "0", "--step", str(step),
-             "--concurrency", str(concurrency)],
-            stdout=subprocess.PIPE, stderr=self._log, text=True, cwd=ROOT, preexec_fn=_pin(cpus, nice),
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"emulator did not start; see {self.log_path}")
-        self.info: dict[str, Any] = json.loads(line)
-        self.endpoint: str = self.info["endpoint"]
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def client_env(self) -> dict[str, str]:
-        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": EMULATOR_KEY,
-                "AWS_SECRET_ACCESS_KEY": EMULATOR_KEY, "AWS_DEFAULT_REGION": self.info["region"],
-                "AWS_REGION": self.info["region"], "AWS_EC2_METADATA_DISABLED": "true"}
-
-    def _request(self, method: str, path: str) -> Any:
-        req = urllib.request.Request(self.endpoint + path, method=method)
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return json.load(resp)
-
-    def stats(self) -> dict[str, int]:
-        return {k: int(v) for k, v in self._request("GET", "/_emulator/stats").items()}
-
-    def reset_stats(self) -> None:
-        self._request("DELETE", "/_emulator/stats")
-
-    def jobs(self) -> dict[str, Any]:
-        result: dict[str, Any] = self._request("GET", "/_emulator/jobs")
-        return result
-
-    def batch_client(self) -> Any:
-        import boto3
-        from botocore.config import Config
-
-        return boto3.client("batch", endpoint_url=self.endpoint, region_name=self.info["region"],
-                            aws_access_key_id=EMULATOR_KEY, aws_secret_access_key=EMULATOR_KEY,
-                            config=Config(retries={"total_max_attempts": 3}, max_pool_connections=16))
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
+    return EmulatorProcess("--step", str(step), "--concurrency", str(concurrency), log=log_dir / "emulator.log",
+                           cwd=ROOT, preexec_fn=_pin(cpus, nice))
 
 
 # -- the plugin server -------------------------------------------------------------------------------------
@@ -255,13 +200,7 @@ class ServerProcess:
         return text
 
     def stop(self, timeout: float = 60.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, timeout)
         self._log.close()
         return int(self.proc.returncode)
 
@@ -313,16 +252,6 @@ class ServerProcess:
 
     def errors_logged(self) -> list[str]:
         return [line for line in self.log_path.read_text().splitlines() if " ERROR " in line or "Traceback" in line]
-
-
-def metric_samples(text: str, name: str) -> dict[str, float]:
-    """Samples of one Prometheus metric family, keyed by their label string."""
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith(name):
-            key, _, value = line.rpartition(" ")
-            out[key[len(name):]] = float(value)
-    return out
 
 
 def make_log_dir(scenario: str) -> Path:

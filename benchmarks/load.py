@@ -44,11 +44,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import grpc  # noqa: E402
 from flyteidl.admin import agent_pb2  # noqa: E402
-from flyteidl.core import execution_pb2  # noqa: E402
 from flyteidl.service import agent_pb2_grpc  # noqa: E402
 from harness import (  # noqa: E402
     EMULATOR_NICE,
-    EmulatorProcess,
     JobMix,
     ServerProcess,
     bucket_counts,
@@ -60,19 +58,20 @@ from harness import (  # noqa: E402
     go_describe_formula,
     latency_summary,
     make_log_dir,
-    metric_samples,
     reset_peak_rss,
     server_side,
+    start_emulator,
 )
 
 from aws_array_plugin.rate_limits import AdaptiveLimiter  # noqa: E402
+from aws_array_plugin_demo import propeller, workflows  # noqa: E402
+from aws_array_plugin_demo.metrics import metric_samples  # noqa: E402
+from aws_array_plugin_demo.propeller import DOMAIN, PROJECT, TERMINAL, Phase, shell  # noqa: E402
+from aws_batch_emulator.process import EmulatorProcess  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 GET_TASK = "/flyteidl.service.AsyncAgentService/GetTask"
-Phase = execution_pb2.TaskExecution
-TERMINAL = {Phase.SUCCEEDED, Phase.FAILED, Phase.ABORTED, Phase.RETRYABLE_FAILED}
 PHASE_NAME = {v: k for k, v in Phase.Phase.items()}
-PROJECT, DOMAIN = "flytesnacks", "development"
 _POSITION = re.compile(r"position (\d+)")
 BATCH_SIZE_METRIC = "aws_array_plugin_describe_jobs_batch_size"
 
@@ -93,30 +92,19 @@ class Task:
     deleted: str = ""  # "", "before-submit" (no job id known to propeller's meta), "running"
 
 
-def shell(req: agent_pb2.CreateTaskRequest, script: str) -> agent_pb2.CreateTaskRequest:
-    """The flytekit template with its command replaced by a shell script (no flytekit in the jobs)."""
-    req.template.metadata.retries.retries = 0  # a failing child fails at once instead of being retried
-    del req.template.container.args[:]
-    req.template.container.args.extend(["sh", "-c", script])
-    return req
-
-
 class TaskFactory:
     def __init__(self) -> None:
-        from tests.templates import task_template
-
-        self.single = task_template("awsbatch_minimal_task")
-        self.mapped = task_template("square_legacy_map")  # min_success_ratio 0.8
+        self.single = propeller.serialize(workflows.summarize)  # the demo's tasks; the jobs run shell scripts
+        self.mapped = propeller.serialize(workflows.square_all)  # min_success_ratio 0.8
 
     def make(self, execution: str, kind: str, script: str, size: int = 1) -> Task:
         from aws_array_plugin.task_specs import job_name_for
-        from tests.templates import create_request, literal_map
 
         if kind == "aws-batch":
-            req = shell(create_request(self.single, execution=execution), script)
+            req = shell(propeller.create_request(self.single, execution=execution), script, retries=0)
         else:
-            inputs = literal_map({"x": list(range(size))}, {"x": list[int]})
-            req = shell(create_request(self.mapped, execution=execution, inputs=inputs), script)
+            inputs = propeller.literal_map({"x": list(range(size))}, {"x": list[int]})
+            req = shell(propeller.create_request(self.mapped, execution=execution, inputs=inputs), script, retries=0)
         return Task(execution, kind, req, job_name_for(req), size)
 
 
@@ -155,9 +143,7 @@ class Propeller:
 
         task.meta = resp.resource_meta
         task.created_with_ids = bool(decode(resp.resource_meta).job_ids)
-        task.get_request = agent_pb2.GetTaskRequest(
-            resource_meta=resp.resource_meta, task_category=agent_pb2.TaskCategory(
-                name=task.kind, version=1 if task.kind == "container_array" else 0)).SerializeToString()
+        task.get_request = propeller.get_task_request(resp.resource_meta, task.kind).SerializeToString()
         return Call(latency, "OK")
 
     async def get(self, task: Task, deadline: float = 30.0) -> Call:
@@ -176,8 +162,7 @@ class Propeller:
     async def delete(self, task: Task, deadline: float = 10.0) -> Call:
         t = time.perf_counter()
         try:
-            await self.stub.DeleteTask(agent_pb2.DeleteTaskRequest(
-                resource_meta=task.meta, task_category=agent_pb2.TaskCategory(name=task.kind)), timeout=deadline)
+            await self.stub.DeleteTask(propeller.delete_task_request(task.meta, task.kind), timeout=deadline)
         except grpc.aio.AioRpcError as exc:
             return Call(time.perf_counter() - t, exc.code().name)
         return Call(time.perf_counter() - t, "OK")
@@ -373,7 +358,7 @@ class Bench(contextlib.AsyncExitStack):
         if self.other_cpus:
             os.sched_setaffinity(0, self.other_cpus)
         self.commit = service_commit()  # what the server process is about to import
-        self.emu = await asyncio.to_thread(EmulatorProcess, step=self.emu_step, concurrency=self.emu_concurrency,
+        self.emu = await asyncio.to_thread(start_emulator, step=self.emu_step, concurrency=self.emu_concurrency,
                                            nice=self.emu_nice,
                                            cpus=self.other_cpus, log_dir=self.log_dir)
         self.push(lambda *_: self.emu.stop())

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aws_array_plugin.server as server
 from aws_array_plugin.cli import main
-from aws_array_plugin.service import AgentService
+from aws_array_plugin.faces.flyte1 import AgentService
 from aws_array_plugin.status_engine import StatusEngine
 
 _original_serve = server.serve

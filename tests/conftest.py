@@ -25,7 +25,7 @@ ROLE = "arn:aws:iam::123456789012:role/flyte-task"
 
 
 @dataclass
-class Aws:
+class MotoServer:
     endpoint: str
 
     def client(self, service: str) -> Any:
@@ -34,7 +34,7 @@ class Aws:
 
 
 @pytest.fixture(scope="session")
-def aws() -> Iterator[Aws]:
+def moto() -> Iterator[MotoServer]:
     """moto in server mode (batch_simple: jobs succeed at once), provisioned like a small account."""
     import logging
 
@@ -53,7 +53,7 @@ def aws() -> Iterator[Aws]:
     os.environ.update(env)
     os.environ.pop("AWS_PROFILE", None)
     os.environ.pop("AWS_REGION", None)
-    a = Aws(endpoint)
+    a = MotoServer(endpoint)
     iam, batch = a.client("iam"), a.client("batch")
     role = iam.create_role(RoleName="batch-service", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
     batch.create_compute_environment(computeEnvironmentName="flyte-ce", type="UNMANAGED", serviceRole=role)
@@ -89,7 +89,7 @@ BASE_CONFIG: dict[str, Any] = {"defaultQueue": QUEUE, "status": {"refreshInterva
 
 
 @pytest.fixture(scope="session")
-def emu(aws: Aws) -> Iterator[Any]:
+def emulator(moto: MotoServer) -> Iterator[Any]:
     """The project's emulated AWS Batch: jobs really run (as local processes), with AWS's transitions."""
     from aws_batch_emulator import Emulator
 
@@ -98,7 +98,7 @@ def emu(aws: Aws) -> Iterator[Any]:
 
 
 @pytest.fixture
-def start_plugin(aws: Aws) -> StartPlugin:
+def start_plugin(moto: MotoServer) -> StartPlugin:
     @contextlib.asynccontextmanager
     async def start(config: dict[str, Any] | None = None, endpoint: str | None = None) -> AsyncIterator[Plugin]:
         merged = {**BASE_CONFIG, **(config or {})}
@@ -106,18 +106,18 @@ def start_plugin(aws: Aws) -> StartPlugin:
         started: asyncio.Future[RunningServer] = asyncio.get_running_loop().create_future()
         stop = asyncio.Event()
         # The AWS clients read the endpoint from the environment when the server starts.
-        os.environ["AWS_ENDPOINT_URL"] = endpoint or aws.endpoint
+        os.environ["AWS_ENDPOINT_URL"] = endpoint or moto.endpoint
         task = asyncio.create_task(serve(cfg, host="127.0.0.1", port=0, metrics_port=0, stop=stop, started=started))
         try:
             running = await asyncio.wait_for(started, 30)
         finally:
-            os.environ["AWS_ENDPOINT_URL"] = aws.endpoint
+            os.environ["AWS_ENDPOINT_URL"] = moto.endpoint
         calls: list[tuple[str, dict[str, Any]]] = []
 
         def record(params: dict[str, Any], model: Any, **_: Any) -> None:
             calls.append((model.name, dict(params)))
 
-        running.deps.api.client("batch").meta.events.register("provide-client-params.batch.*", record)
+        running.core.api.client("batch").meta.events.register("provide-client-params.batch.*", record)
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
         try:
             yield Plugin(running, channel, agent_pb2_grpc.AsyncAgentServiceStub(channel),

@@ -1,16 +1,15 @@
-"""Helpers for multi-process tests: the emulated AWS as a subprocess (`EmulatorProcess`), `aws-array-plugin serve`
-replicas as subprocesses (`Replica`: start, SIGKILL, SIGTERM, /metrics), and a propeller-like client that sends
-each call to the next live replica (`Propeller`), recording every gRPC error it gets."""
+"""Helpers for multi-process tests: the emulated AWS as a subprocess (`start_emulator`, an `EmulatorProcess`),
+`aws-array-plugin serve` replicas as subprocesses (`Replica`: start, SIGKILL, SIGTERM, /metrics), and a
+propeller-like client that sends each call to the next live replica (`Propeller`, propeller's requests and
+timeouts from aws_array_plugin_demo.propeller), recording every gRPC error it gets."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import itertools
-import json
 import os
 import re
-import select
 import signal
 import subprocess
 import sys
@@ -22,17 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3
 import grpc
 import yaml
-from botocore.config import Config as BotoConfig
 from flyteidl.admin import agent_pb2
 from flyteidl.service import agent_pb2_grpc
 
+from aws_array_plugin_demo import propeller
+from aws_batch_emulator.process import EmulatorProcess, terminate
+
 REPO = Path(__file__).resolve().parents[1]
 SERVING = re.compile(r"serving gRPC on 127\.0\.0\.1:(\d+)(?: \(TLS\))?, metrics on :(\d+)")
-# Propeller's connector-service timeouts (docs/propeller.md).
-CREATE_TIMEOUT, GET_TIMEOUT, DELETE_TIMEOUT = 10.0, 30.0, 10.0
 
 
 def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -43,114 +41,9 @@ def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def terminate(process: subprocess.Popen[Any], timeout: float = 15) -> int | None:
-    """SIGTERM, then SIGKILL if it does not exit within `timeout`; returns the exit code (None if killed)."""
-    if process.poll() is not None:
-        return process.returncode
-    process.send_signal(signal.SIGTERM)
-    try:
-        return process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
-        return None
-
-
-class EmulatorProcess:
-    """`python -m aws_batch_emulator` on a free port, driven through boto3 and its /_emulator API."""
-
-    def __init__(self, workdir: Path, *flags: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "aws_batch_emulator", "--port", "0", "--workdir", str(workdir), *flags],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO, env=subprocess_env(),
-        )  # fmt: skip
-        assert self.process.stdout is not None
-        ready, _, _ = select.select([self.process.stdout], [], [], 60)
-        assert ready, "the emulator printed nothing within 60 s"
-        self.info: dict[str, Any] = json.loads(self.process.stdout.readline())
-        self.endpoint: str = self.info["endpoint"]
-        kwargs = {"endpoint_url": self.endpoint, "region_name": self.info["region"],
-                  "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-        no_retry = BotoConfig(retries={"total_max_attempts": 1})
-        self.batch = boto3.client("batch", config=no_retry, **kwargs)
-        self.s3 = boto3.client("s3", **kwargs)
-
-    def env(self) -> dict[str, str]:
-        """What a service process needs to use this emulator as its AWS."""
-        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": "testing",
-                "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": self.info["region"]}
-
-    def stop(self) -> None:
-        terminate(self.process)
-
-    # -- control API -------------------------------------------------------------------------------
-    def control(self, method: str, path: str, body: Any = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(f"{self.endpoint}/_emulator{path}", data=data, method=method)
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.load(response)
-
-    def stats(self) -> dict[str, int]:
-        result: dict[str, int] = self.control("GET", "/stats")
-        return result
-
-    def injected(self) -> dict[str, dict[str, int]]:
-        result: dict[str, dict[str, int]] = self.control("GET", "/stats/injected")
-        return result
-
-    def answered(self, operation: str) -> int:
-        """Calls of `operation` the emulator processed (received minus those answered with an injected fault)."""
-        return self.stats().get(operation, 0) - sum(self.injected().get(operation, {}).values())
-
-    def reset_stats(self) -> None:
-        self.control("DELETE", "/stats")
-
-    def set_faults(self, rules: dict[str, Any], seed: int | None = None) -> None:
-        self.control("POST", "/faults", {"rules": rules, **({} if seed is None else {"seed": seed})})
-
-    def clear_faults(self) -> None:
-        self.control("DELETE", "/faults")
-
-    def restart(self, downtime: float) -> None:
-        """An API outage of `downtime` s (returns once the endpoint is down)."""
-        self.control("POST", "/restart", {"downtime": downtime})
-
-    def wait_up(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.control("GET", "/info")
-                return
-            except (urllib.error.URLError, ConnectionError):
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-
-    # -- AWS views ---------------------------------------------------------------------------------
-    def jobs_named(self, prefix: str) -> list[dict[str, Any]]:
-        """Every job of the queue whose name starts with `prefix` (any status), from ListJobs' JOB_NAME filter."""
-        jobs: list[dict[str, Any]] = []
-        params: dict[str, Any] = {"jobQueue": self.info["queue"], "maxResults": 1000,
-                                  "filters": [{"name": "JOB_NAME", "values": [f"{prefix}*"]}]}
-        while True:
-            resp = self.batch.list_jobs(**params)
-            jobs.extend(resp["jobSummaryList"])
-            if not resp.get("nextToken"):
-                return jobs
-            params["nextToken"] = resp["nextToken"]
-
-    def record(self, output_prefix: str) -> dict[str, Any]:
-        """The service's submission record of an attempt (state, claim, job ids), without the requests."""
-        bucket, _, key = f"{output_prefix}/_aws_array_plugin/submission.json"[5:].partition("/")
-        try:
-            record: dict[str, Any] = json.loads(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-        except self.s3.exceptions.NoSuchKey:
-            return {}
-        return {k: v for k, v in record.items() if k not in ("requests", "jobNames")}
-
-    def put(self, uri: str, data: bytes) -> None:
-        bucket, _, key = uri[5:].partition("/")
-        self.s3.put_object(Bucket=bucket, Key=key, Body=data)
+def start_emulator(workdir: Path, *flags: str) -> EmulatorProcess:
+    """The emulated AWS as a subprocess of the test, with the repo importable (its jobs may run flytekit code)."""
+    return EmulatorProcess(*flags, workdir=workdir, cwd=REPO, env=subprocess_env())
 
 
 def batch_operations() -> list[str]:
@@ -232,25 +125,13 @@ def start_replicas(tmp: Path, emulator: EmulatorProcess, config: dict[str, Any],
     """`n` serve processes on one config, started in parallel; connect() them inside the event loop."""
     path = tmp / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    env = subprocess_env(emulator.env())
+    env = subprocess_env(emulator.client_env())
     replicas = [Replica(f"replica-{i}", path, tmp / f"replica-{i}.log", env) for i in range(n)]
     for replica in replicas:
         replica.spawn()
     for replica in replicas:
         replica.wait_serving()
     return replicas
-
-
-def metric_sum(text: str, name: str, **labels: str) -> float:
-    """Sum of the samples of `name` (Prometheus text format) whose labels include `labels`."""
-    total = 0.0
-    for line in text.splitlines():
-        if not line.startswith(name + "{") and not line.startswith(name + " "):
-            continue
-        series, _, value = line.rpartition(" ")
-        if all(f'{k}="{v}"' in series for k, v in labels.items()):
-            total += float(value)
-    return total
 
 
 @dataclass
@@ -292,7 +173,7 @@ class Propeller:
         replica = replica or self.next()
         assert replica.stub is not None
         try:
-            resp = await replica.stub.CreateTask(request, timeout=CREATE_TIMEOUT)
+            resp = await replica.stub.CreateTask(request, timeout=propeller.CREATE_TIMEOUT)
         except grpc.aio.AioRpcError as exc:
             self.calls.error("CreateTask", exc)
             return None, replica, exc
@@ -319,10 +200,8 @@ class Propeller:
         """GetTask on the next replica: (resource, replica), resource None after a gRPC error."""
         replica = self.next()
         assert replica.stub is not None
-        request = agent_pb2.GetTaskRequest(resource_meta=meta, task_category=agent_pb2.TaskCategory(
-            name=task_type, version=1 if task_type == "container_array" else 0))
         try:
-            resp = await replica.stub.GetTask(request, timeout=GET_TIMEOUT)
+            resp = await replica.stub.GetTask(propeller.get_task_request(meta, task_type), timeout=propeller.GET_TIMEOUT)
         except grpc.aio.AioRpcError as exc:
             if replica.alive:  # not an answer of a replica killed meanwhile
                 self.calls.error("GetTask", exc)
@@ -336,8 +215,8 @@ class Propeller:
             replica = self.next(avoid=avoid)
             assert replica.stub is not None
             try:
-                await replica.stub.DeleteTask(agent_pb2.DeleteTaskRequest(
-                    resource_meta=meta, task_category=agent_pb2.TaskCategory(name=task_type)), timeout=DELETE_TIMEOUT)
+                await replica.stub.DeleteTask(propeller.delete_task_request(meta, task_type),
+                                              timeout=propeller.DELETE_TIMEOUT)
                 self.calls.ok["DeleteTask"] += 1
                 return
             except grpc.aio.AioRpcError as exc:

@@ -13,15 +13,10 @@ from flyteidl.core import execution_pb2
 
 from aws_array_plugin.resource_meta import ARRAY, SINGLE, ResourceMeta, decode, encode
 from tests.conftest import StartPlugin
+from tests.support import get
 from tests.templates import create_request, literal_map, task_template
 
 Phase = execution_pb2.TaskExecution
-
-
-async def get(plugin, meta: bytes, task_type: str = "aws-batch") -> agent_pb2.Resource:
-    resp = await plugin.agents.GetTask(agent_pb2.GetTaskRequest(
-        resource_meta=meta, task_category=agent_pb2.TaskCategory(name=task_type)), timeout=30)
-    return resp.resource
 
 
 async def logs(plugin, meta: bytes, child: int | None = None) -> list[agent_pb2.GetTaskLogsResponse]:

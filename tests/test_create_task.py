@@ -14,6 +14,7 @@ from flyteidl.core import execution_pb2, tasks_pb2
 
 from aws_array_plugin.resource_meta import ARRAY, SINGLE, decode
 from tests.conftest import QUEUE, ROLE, StartPlugin
+from tests.support import get
 from tests.templates import create_request, literal_map, task_template
 
 Phase = execution_pb2.TaskExecution
@@ -23,14 +24,8 @@ def env_of(req: dict) -> dict[str, str]:
     return {e["name"]: e["value"] for e in req["containerOverrides"]["environment"]}
 
 
-async def get(plugin, meta: bytes, task_type: str = "aws-batch") -> agent_pb2.Resource:
-    resp = await plugin.agents.GetTask(agent_pb2.GetTaskRequest(
-        resource_meta=meta, task_category=agent_pb2.TaskCategory(name=task_type)), timeout=30)
-    return resp.resource
-
-
 @pytest.mark.parametrize("fast", [False, True])
-async def test_aws_batch_task_submit_job_and_definition(start_plugin: StartPlugin, aws, fast: bool) -> None:
+async def test_aws_batch_task_submit_job_and_definition(start_plugin: StartPlugin, moto, fast: bool) -> None:
     config = {"allowedRoles": ["arn:aws:iam::123456789012:role/*"], "defaultEnv": {"TEAM": "ml"},
               "secrets": [{"group": "aws-batch", "key": "api-token",
                            "valueFrom": "arn:aws:secretsmanager:us-east-1:123456789012:secret:api-token"}]}
@@ -44,7 +39,7 @@ async def test_aws_batch_task_submit_job_and_definition(start_plugin: StartPlugi
 
         (sub,) = plugin.sent("SubmitJob")
         # Content-addressed: the fast and non-fast templates share one definition (only args differ).
-        (jd,) = aws.client("batch").describe_job_definitions(jobDefinitions=[sub["jobDefinition"]])["jobDefinitions"]
+        (jd,) = moto.client("batch").describe_job_definitions(jobDefinitions=[sub["jobDefinition"]])["jobDefinitions"]
         assert jd["platformCapabilities"] == ["EC2"]
         assert jd["revision"] == 1
         props = jd["containerProperties"]
@@ -174,14 +169,14 @@ async def test_queued_tasks_report_their_place_in_line(start_plugin: StartPlugin
         assert (await positions())[5:] == [1, 2, 3]
 
 
-async def test_create_tasks_of_one_moment_share_one_journal_write(start_plugin: StartPlugin, aws) -> None:
+async def test_create_tasks_of_one_moment_share_one_journal_write(start_plugin: StartPlugin, moto) -> None:
     """Concurrent CreateTasks behind the SubmitJob quota: their claims go to S3 together, in journal objects, not
     one PutObject each; each resource meta points at its entry. Another replica answers from the journal, and a
     repeated CreateTask there gives one job in all."""
     config = {"rateLimits": {"submit": {"rate": 0.05, "burst": 1}}, "submission": {"workers": 1, "createWait": "0s"}}
     run = uuid.uuid4().hex[:6]
     reqs = [create_request(task_template("awsbatch_minimal_task"), execution=f"jrn-{run}-{i}") for i in range(20)]
-    s3 = aws.client("s3")
+    s3 = moto.client("s3")
 
     def read(uri: str) -> Any:
         bucket, _, key = uri[5:].partition("/")
@@ -189,7 +184,7 @@ async def test_create_tasks_of_one_moment_share_one_journal_write(start_plugin: 
 
     async with start_plugin(config) as plugin:
         keys: list[str] = []
-        plugin.running.deps.api.client("s3").meta.events.register(
+        plugin.running.core.api.client("s3").meta.events.register(
             "provide-client-params.s3.PutObject", lambda params, **_: keys.append(params["Key"]))
         answers = await asyncio.gather(*(plugin.agents.CreateTask(r, timeout=10) for r in reqs))
         metas = [decode(a.resource_meta) for a in answers]
@@ -203,13 +198,13 @@ async def test_create_tasks_of_one_moment_share_one_journal_write(start_plugin: 
             assert m.journal.endswith(".json") and m.journal.startswith("s3://")
             entry = read(m.journal)["entries"][m.journal_entry]
             assert entry["record"] == f"{m.output_prefix}/_aws_array_plugin/submission.json"
-            assert entry["state"] == "pending" and entry["jobNames"] == [m.job_name]
-            assert entry["claimedBy"] == plugin.running.deps.submissions.replica
+            assert entry["state"] == "pending" and [r["jobName"] for r in entry["requests"]] == [m.job_name]
+            assert entry["claimedBy"] == plugin.running.core.submissions.replica
         last = waiting[-1]
         async with start_plugin(config) as plugin2:
             res = await get(plugin2, answers[last].resource_meta)
             assert res.phase == Phase.QUEUED, res
-            assert f"on replica {plugin.running.deps.submissions.replica}" in res.message, res.message
+            assert f"on replica {plugin.running.core.submissions.replica}" in res.message, res.message
             again = await plugin2.agents.CreateTask(reqs[last], timeout=10)
             assert decode(again.resource_meta).journal != metas[last].journal  # a claim of its own
             for _ in range(100):
@@ -310,7 +305,7 @@ async def test_list_agents_and_health(start_plugin: StartPlugin) -> None:
             assert r.status == health_pb2.HealthCheckResponse.SERVING
 
 
-async def test_get_and_delete_single_job(start_plugin: StartPlugin, aws) -> None:
+async def test_get_and_delete_single_job(start_plugin: StartPlugin, moto) -> None:
     async with start_plugin() as plugin:
         req = create_request(task_template("awsbatch_minimal_task"), execution="getdel")
         resp = await plugin.agents.CreateTask(req, timeout=10)
@@ -335,7 +330,7 @@ async def test_submission_records_are_written_without_waiting_for_100_continue(s
         def capture(request, **_) -> None:  # type: ignore[no-untyped-def]
             sent.append({k.lower(): v for k, v in request.headers.items()})
 
-        plugin.running.deps.api.client("s3").meta.events.register("before-send.s3.PutObject", capture)
+        plugin.running.core.api.client("s3").meta.events.register("before-send.s3.PutObject", capture)
         req = create_request(task_template("awsbatch_minimal_task"), execution="no-expect")
         resp = await plugin.agents.CreateTask(req, timeout=10)
         assert decode(resp.resource_meta).job_ids  # recorded, submitted, recorded again

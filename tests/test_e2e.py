@@ -12,19 +12,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-import boto3
 import grpc
 import pytest
 from flyteidl.admin import agent_pb2
 from flyteidl.core import execution_pb2, literals_pb2
 
+from aws_array_plugin_demo.propeller import TERMINAL
 from tests.conftest import Plugin, StartPlugin
+from tests.support import s3
 from tests.templates import create_request, literal_map, task_template
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 Phase = execution_pb2.TaskExecution
-TERMINAL = {Phase.SUCCEEDED, Phase.FAILED, Phase.RETRYABLE_FAILED, Phase.ABORTED}
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = "aws_array_plugin_demo.workflows"
 # Propeller passes execution env vars (task_execution_metadata.environment_variables) to the job: the host
@@ -32,34 +32,30 @@ DEMO = "aws_array_plugin_demo.workflows"
 JOB_ENV = {"PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
 
 
-def s3(emu: Any) -> Any:
-    return boto3.client("s3", **emu.info.client_kwargs())
-
-
 def split(uri: str) -> tuple[str, str]:
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     return bucket, key
 
 
-def read(emu: Any, uri: str) -> bytes:
+def read(emulator: Any, uri: str) -> bytes:
     bucket, key = split(uri)
-    return bytes(s3(emu).get_object(Bucket=bucket, Key=key)["Body"].read())
+    return bytes(s3(emulator).get_object(Bucket=bucket, Key=key)["Body"].read())
 
 
-def keys_under(emu: Any, prefix: str) -> set[str]:
+def keys_under(emulator: Any, prefix: str) -> set[str]:
     bucket, key = split(prefix)
-    listed = s3(emu).list_objects_v2(Bucket=bucket, Prefix=f"{key}/").get("Contents", [])
+    listed = s3(emulator).list_objects_v2(Bucket=bucket, Prefix=f"{key}/").get("Contents", [])
     return {str(o["Key"])[len(key) + 1:] for o in listed}
 
 
-def propeller_request(entity: str, module: str, execution: str, inputs: literals_pb2.LiteralMap, emu: Any,
+def propeller_request(entity: str, module: str, execution: str, inputs: literals_pb2.LiteralMap, emulator: Any,
                       ) -> agent_pb2.CreateTaskRequest:
     """The CreateTaskRequest propeller sends, after writing the node's inputs.pb where `--inputs` points."""
     req = create_request(task_template(entity, module=module), execution=execution, inputs=inputs, env=JOB_ENV)
     args = list(req.template.container.args)
     inputs_uri = args[args.index("--inputs") + 1]
     bucket, key = split(inputs_uri)
-    s3(emu).put_object(Bucket=bucket, Key=key, Body=inputs.SerializeToString())
+    s3(emulator).put_object(Bucket=bucket, Key=key, Body=inputs.SerializeToString())
     return req
 
 
@@ -97,10 +93,10 @@ def integers(literal: literals_pb2.Literal) -> list[int | None]:
             for lit in literal.collection.literals]
 
 
-async def test_aws_batch_task_returns_what_flytekit_computed(start_plugin: StartPlugin, emu: Any) -> None:
+async def test_aws_batch_task_returns_what_flytekit_computed(start_plugin: StartPlugin, emulator: Any) -> None:
     inputs = literal_map({"name": "e2e", "values": [2, 3, 4]}, {"name": str, "values": list[int]})
-    req = propeller_request("summarize", DEMO, "e2e-batch", inputs, emu)
-    async with start_plugin(endpoint=emu.endpoint) as plugin:
+    req = propeller_request("summarize", DEMO, "e2e-batch", inputs, emulator)
+    async with start_plugin(endpoint=emulator.endpoint) as plugin:
         meta, res, seen = await run_to_end(plugin, req)
         logs = await task_logs(plugin, meta)
     assert res.phase == Phase.SUCCEEDED, res.message
@@ -109,44 +105,44 @@ async def test_aws_batch_task_returns_what_flytekit_computed(start_plugin: Start
     assert res.outputs.literals["o0"].scalar.primitive.integer == 29
     assert res.outputs.literals["o1"].scalar.primitive.string_value == "hello e2e, the sum of squares is 29"
     # flytekit wrote them under the aws-batch `/0` prefix, in the emulated S3, and that is what came back.
-    written = literals_pb2.LiteralMap.FromString(read(emu, f"{req.output_prefix}/0/outputs.pb"))
+    written = literals_pb2.LiteralMap.FromString(read(emulator, f"{req.output_prefix}/0/outputs.pb"))
     assert written == res.outputs
-    assert "0/outputs.pb" in keys_under(emu, req.output_prefix)
+    assert "0/outputs.pb" in keys_under(emulator, req.output_prefix)
     assert "summarize: sum of squares = 29" in logs
 
 
 async def test_aws_batch_task_from_the_test_app_with_pythonpath_from_the_execution_env(
-        start_plugin: StartPlugin, emu: Any) -> None:
+        start_plugin: StartPlugin, emulator: Any) -> None:
     # tests.flyte_app is not installed: the job imports it only through PYTHONPATH in environment_variables.
     req = propeller_request("awsbatch_minimal_task", "tests.flyte_app.workflows", "e2e-minimal",
-                            literal_map({"x": 21}, {"x": int}), emu)
+                            literal_map({"x": 21}, {"x": int}), emulator)
     assert req.task_execution_metadata.environment_variables["PYTHONPATH"] == str(ROOT)
-    async with start_plugin(endpoint=emu.endpoint) as plugin:
+    async with start_plugin(endpoint=emulator.endpoint) as plugin:
         _, res, _ = await run_to_end(plugin, req)
     assert res.phase == Phase.SUCCEEDED, res.message
     assert res.outputs.literals["o0"].scalar.primitive.integer == 42
-    assert literals_pb2.LiteralMap.FromString(read(emu, f"{req.output_prefix}/0/outputs.pb")) == res.outputs
+    assert literals_pb2.LiteralMap.FromString(read(emulator, f"{req.output_prefix}/0/outputs.pb")) == res.outputs
 
 
 async def test_aws_batch_task_user_error_fails_with_flytekits_error_document(
-        start_plugin: StartPlugin, emu: Any) -> None:
+        start_plugin: StartPlugin, emulator: Any) -> None:
     inputs = literal_map({"name": "empty", "values": []}, {"name": str, "values": list[int]})
-    req = propeller_request("summarize", DEMO, "e2e-batch-error", inputs, emu)
-    async with start_plugin(endpoint=emu.endpoint) as plugin:
+    req = propeller_request("summarize", DEMO, "e2e-batch-error", inputs, emulator)
+    async with start_plugin(endpoint=emulator.endpoint) as plugin:
         _, res, _ = await run_to_end(plugin, req)
     # A user error is permanent: no retries burnt on it.
     assert res.phase == Phase.FAILED, res.message
     assert "ValueError: nothing to summarize: values is empty" in res.message
-    assert "0/error.pb" in keys_under(emu, req.output_prefix)
+    assert "0/error.pb" in keys_under(emulator, req.output_prefix)
     assert not res.HasField("outputs")
 
 
 async def test_legacy_map_task_with_a_failing_child_under_min_success_ratio(
-        start_plugin: StartPlugin, emu: Any) -> None:
+        start_plugin: StartPlugin, emulator: Any) -> None:
     xs = [3, 1, 4, 13, 5]  # 13 raises ValueError in the task: child 3 fails, 4 of 5 >= 0.8 succeed
-    req = propeller_request("square_all", DEMO, "e2e-map", literal_map({"x": xs}, {"x": list[int]}), emu)
+    req = propeller_request("square_all", DEMO, "e2e-map", literal_map({"x": xs}, {"x": list[int]}), emulator)
     assert req.template.type == "container_array"
-    async with start_plugin(endpoint=emu.endpoint) as plugin:
+    async with start_plugin(endpoint=emulator.endpoint) as plugin:
         meta, res, seen = await run_to_end(plugin, req, timeout=90)
         failed_child = await task_logs(plugin, meta, child=3)
         ok_child = await task_logs(plugin, meta, child=0)
@@ -161,7 +157,7 @@ async def test_legacy_map_task_with_a_failing_child_under_min_success_ratio(
     assert children["succeeded"] == 4 and children["failed"] == 1 and children["size"] == 5
     # pyflyte-map-execute wrote <prefix>/<index>/..., found by AWS_BATCH_JOB_ARRAY_INDEX.
     assert {"0/outputs.pb", "1/outputs.pb", "2/outputs.pb", "3/error.pb", "4/outputs.pb"} <= keys_under(
-        emu, req.output_prefix)
+        emulator, req.output_prefix)
     assert any(link.name.startswith("Child 3 logs") for link in res.log_links)
     # The failing child's traceback through GetTaskLogs with the child-index metadata, and only its own lines.
     text = "\n".join(failed_child)

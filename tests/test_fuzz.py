@@ -254,7 +254,7 @@ def _rename(req: agent_pb2.CreateTaskRequest, n: int) -> None:
     req.task_execution_metadata.task_execution_id.node_execution_id.execution_id.name = f"fuzz-{n}"
 
 
-async def test_fuzzed_requests_and_resource_metas_get_deliberate_answers(start_plugin: StartPlugin, aws,
+async def test_fuzzed_requests_and_resource_metas_get_deliberate_answers(start_plugin: StartPlugin, moto,
                                                                          capsys: pytest.CaptureFixture[str]) -> None:
     seed = int(os.environ.get("FUZZ_SEED") or random.SystemRandom().randrange(2**32))
     cases = int(os.environ.get("FUZZ_CASES", "300"))
@@ -338,7 +338,7 @@ async def test_fuzzed_requests_and_resource_metas_get_deliberate_answers(start_p
         req = create_request(task_template("awsbatch_minimal_task"), execution=f"fuzz-after-{seed}")
         outputs = literal_map({"o0": 4}, {"o0": int}).SerializeToString()
         bucket, _, key = f"{req.output_prefix}/0/outputs.pb"[5:].partition("/")
-        boto3.client("s3", endpoint_url=aws.endpoint, region_name=REGION, aws_access_key_id="testing",
+        boto3.client("s3", endpoint_url=moto.endpoint, region_name=REGION, aws_access_key_id="testing",
                      aws_secret_access_key="testing").put_object(Bucket=bucket, Key=key, Body=outputs)
         meta = (await plugin.agents.CreateTask(req, timeout=DEADLINE)).resource_meta
         for _ in range(200):

@@ -34,14 +34,17 @@ from flyteidl.admin import agent_pb2
 from flyteidl.core import execution_pb2
 
 from aws_array_plugin.resource_meta import decode
-from tests.replicas import EmulatorProcess, Propeller, Replica, batch_operations, metric_sum, start_replicas
+from aws_array_plugin_demo.metrics import metric_sum
+from aws_array_plugin_demo.propeller import TERMINAL, shell
+from aws_batch_emulator.process import EmulatorProcess
+from tests.replicas import Propeller, Replica, batch_operations, start_emulator, start_replicas
+from tests.support import int_outputs, wait_until
 from tests.templates import create_request, literal_map, task_template
 
 # Several server and emulator processes per scenario, and waits of up to a minute.
 pytestmark = pytest.mark.slow
 
 Phase = execution_pb2.TaskExecution
-TERMINAL = {Phase.SUCCEEDED, Phase.FAILED, Phase.RETRYABLE_FAILED, Phase.ABORTED}
 # Order of progress, to spot an answer that goes back (e.g. RUNNING, then QUEUED).
 RANK = {Phase.UNDEFINED: 0, Phase.QUEUED: 1, Phase.WAITING_FOR_RESOURCES: 1, Phase.INITIALIZING: 2,
         Phase.RUNNING: 3, **dict.fromkeys(TERMINAL, 4)}
@@ -117,36 +120,26 @@ def phase_name(phase: int) -> str:
     return str(execution_pb2.TaskExecution.Phase.Name(phase))
 
 
-def _shell(request: agent_pb2.CreateTaskRequest, script: str) -> agent_pb2.CreateTaskRequest:
-    del request.template.container.args[:]
-    request.template.container.args.extend(["sh", "-c", script])
-    return request
-
-
 def single(run: str, i: int, ok: bool, seconds: float = 0.3, **kw: Any) -> Task:
     script = f"sleep {seconds}" if ok else f"sleep {seconds}; exit 3"
-    req = _shell(create_request(task_template("awsbatch_minimal_task"), execution=f"{run}-{i:03d}",
+    req = shell(create_request(task_template("awsbatch_minimal_task"), execution=f"{run}-{i:03d}",
                                 inputs=literal_map({"x": i}, {"x": int})), script)
     return Task(f"{run}-{i:03d}", "aws-batch", req, Phase.SUCCEEDED if ok else Phase.FAILED, **kw)
 
 
 def array(run: str, i: int, ok: bool, size: int = 3, seconds: float = 0.2, **kw: Any) -> Task:
     script = f"sleep {seconds}" if ok else "exit 3"
-    req = _shell(create_request(task_template("square_legacy_map"), execution=f"{run}-{i:03d}",
+    req = shell(create_request(task_template("square_legacy_map"), execution=f"{run}-{i:03d}",
                                 inputs=literal_map({"x": list(range(size))}, {"x": list[int]})), script)
     return Task(f"{run}-{i:03d}", "container_array", req, Phase.SUCCEEDED if ok else Phase.FAILED, size, **kw)
 
 
-def int_outputs(value: int) -> bytes:
-    return bytes(literal_map({"o0": value}, {"o0": int}).SerializeToString())
-
-
-def put_outputs(emu: EmulatorProcess, tasks: list[Task]) -> None:
+def put_outputs(emulator_process: EmulatorProcess, tasks: list[Task]) -> None:
     """What flytekit would write for the tasks meant to succeed (a SUCCEEDED job without them is retryable)."""
     for t in tasks:
         if t.expect == Phase.SUCCEEDED:
             for child in range(max(t.size, 1)):
-                emu.put(f"{t.output_prefix}/{child}/outputs.pb", int_outputs(child))
+                emulator_process.put(f"{t.output_prefix}/{child}/outputs.pb", int_outputs(o0=child))
 
 
 def mixed(run: str, n: int) -> list[Task]:
@@ -227,9 +220,9 @@ class Outcome:
         assert self.submit_calls == self.jobs, f"{self.submit_calls} SubmitJob calls created {self.jobs} jobs"
 
 
-def outcome(emu: EmulatorProcess, run: str, tasks: list[Task], propeller: Propeller, replicas: list[Replica],
+def outcome(emulator_process: EmulatorProcess, run: str, tasks: list[Task], propeller: Propeller, replicas: list[Replica],
             started: float) -> Outcome:
-    jobs = emu.jobs_named(run)
+    jobs = emulator_process.jobs_named(run)
     per_name = Counter(j["jobName"] for j in jobs)
     wrong = [(t.key, phase_name(t.expect), f"{phase_name(t.final.phase)}: {t.final.message[:300]}" if t.final else "none")
              for t in tasks if not t.delete and (t.final is None or t.final.phase != t.expect)]
@@ -238,7 +231,7 @@ def outcome(emu: EmulatorProcess, run: str, tasks: list[Task], propeller: Propel
         tasks=len(tasks),
         accepted=sum(t.meta is not None for t in tasks),
         jobs=len(jobs),
-        submit_calls=emu.answered("SubmitJob"),
+        submit_calls=emulator_process.answered("SubmitJob"),
         duplicates={n: c for n, c in per_name.items() if c > 1},
         wrong_phase=wrong,
         get_errors=propeller.calls.error_codes("GetTask"),
@@ -256,24 +249,14 @@ def outcome(emu: EmulatorProcess, run: str, tasks: list[Task], propeller: Propel
     return result
 
 
-async def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await asyncio.to_thread(predicate)
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        await asyncio.sleep(interval)
-
-
-async def run_with_faults(emu: EmulatorProcess, tmp: Path, run: str, tasks: list[Task], *, replicas: int,
+async def run_with_faults(emulator_process: EmulatorProcess, tmp: Path, run: str, tasks: list[Task], *, replicas: int,
                           gap: float, faults: Callable[[Propeller], Coroutine[Any, Any, float]], timeout: float = 150
                           ) -> tuple[Outcome, float]:
     """Create the tasks one every `gap` s (each retried like propeller until accepted) and poll them all until
     terminal, while `faults(propeller)` runs; it clears its faults and returns when (time.monotonic()) it did.
     Returns the outcome and the drain time: seconds from the faults' end to the last task terminal (0 if before)."""
-    await asyncio.to_thread(put_outputs, emu, tasks)
-    async with cluster(emu, tmp, replicas) as propeller:
+    await asyncio.to_thread(put_outputs, emulator_process, tasks)
+    async with cluster(emulator_process, tmp, replicas) as propeller:
         started = time.monotonic()
         deadline = started + timeout
         creating = asyncio.Event()
@@ -291,9 +274,9 @@ async def run_with_faults(emu: EmulatorProcess, tmp: Path, run: str, tasks: list
             cleared = await asyncio.wait_for(plan, max(1.0, deadline - time.monotonic()))
         finally:
             plan.cancel()
-            await asyncio.to_thread(emu.wait_up, 30)
-            emu.clear_faults()
-        result = outcome(emu, run, tasks, propeller, propeller.replicas, started)
+            await asyncio.to_thread(emulator_process.wait_up, 30)
+            emulator_process.clear_faults()
+        result = outcome(emulator_process, run, tasks, propeller, propeller.replicas, started)
     return result, round(max(0.0, all_done - cleared), 1)
 
 
@@ -317,7 +300,7 @@ class Deleted:
         assert not self.late, f"jobs submitted more than 1 s after their task was deleted: {self.late}"
 
 
-async def settle_deleted(emu: EmulatorProcess, run: str, tasks: list[Task], deadline: float) -> Deleted:
+async def settle_deleted(emulator_process: EmulatorProcess, run: str, tasks: list[Task], deadline: float) -> Deleted:
     """Deleted tasks end with their job (if it was submitted) FAILED by the abort, and none is submitted after
     the DeleteTask: waits out the claim expiry of their submission records, then checks."""
     deleted = [t for t in tasks if t.delete]
@@ -326,7 +309,7 @@ async def settle_deleted(emu: EmulatorProcess, run: str, tasks: list[Task], dead
     names = {t.job_name: t for t in deleted}
     settle_by = min(deadline, time.monotonic() + 15)  # a terminated job is FAILED within a few status steps
     while True:
-        jobs = [j for j in await asyncio.to_thread(emu.jobs_named, run) if j["jobName"] in names]
+        jobs = [j for j in await asyncio.to_thread(emulator_process.jobs_named, run) if j["jobName"] in names]
         if all(j["status"] in ("SUCCEEDED", "FAILED") for j in jobs) or time.monotonic() > settle_by:
             break
         await asyncio.sleep(0.5)
@@ -336,7 +319,7 @@ async def settle_deleted(emu: EmulatorProcess, run: str, tasks: list[Task], dead
         had_ids = bool(t.meta and decode(t.meta).job_ids)
         return (f"{t.key} ({t.delete} delete, created on {t.created_on.name if t.created_on else '?'}, "
                 f"meta with job ids: {had_ids}, job created {j['createdAt'] - (t.deleted_at_ms or 0)} ms after "
-                f"the DeleteTask, submission record {emu.record(t.output_prefix)})")
+                f"the DeleteTask, submission record {emulator_process.record(t.output_prefix)})")
 
     return Deleted(
         tasks=len(deleted),
@@ -350,9 +333,9 @@ async def settle_deleted(emu: EmulatorProcess, run: str, tasks: list[Task], dead
 # -- fixtures ------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def emu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
+def emulator_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
     """One emulated AWS process for the module; every scenario uses its own job names and resets the counters."""
-    process = EmulatorProcess(tmp_path_factory.mktemp("emulator"), "--step", "0.05", "--concurrency", "16")
+    process = start_emulator(tmp_path_factory.mktemp("emulator"), "--step", "0.05", "--concurrency", "16")
     try:
         yield process
     finally:
@@ -360,19 +343,19 @@ def emu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
 
 
 @contextlib.asynccontextmanager
-async def cluster(emu: EmulatorProcess, tmp: Path, n: int) -> Any:
+async def cluster(emulator_process: EmulatorProcess, tmp: Path, n: int) -> Any:
     """`n` replicas and a propeller over them; SIGTERMed at the end (they must exit 0)."""
-    emu.clear_faults()
-    replicas = await asyncio.to_thread(start_replicas, tmp, emu, CONFIG, n)
+    emulator_process.clear_faults()
+    replicas = await asyncio.to_thread(start_replicas, tmp, emulator_process, CONFIG, n)
     for replica in replicas:
         replica.connect()
     propeller = Propeller(replicas)
-    emu.reset_stats()
+    emulator_process.reset_stats()
     try:
         yield propeller
     finally:
-        await asyncio.to_thread(emu.wait_up, 30)
-        emu.clear_faults()
+        await asyncio.to_thread(emulator_process.wait_up, 30)
+        emulator_process.clear_faults()
         codes = {r.name: await r.close() for r in replicas}
     assert all(code in (0, None) for code in codes.values()), codes
 
@@ -384,7 +367,7 @@ def run_id(scenario: str) -> str:
 # -- scenarios -----------------------------------------------------------------------------------------------
 
 async def test_replicas_survive_a_sigkill_mid_burst_without_losing_or_duplicating_jobs(
-        emu: EmulatorProcess, tmp_path: Path) -> None:
+        emulator_process: EmulatorProcess, tmp_path: Path) -> None:
     run = run_id("rep")
     tasks: list[Task] = []
     for i in range(150):
@@ -398,9 +381,9 @@ async def test_replicas_survive_a_sigkill_mid_burst_without_losing_or_duplicatin
             tasks.append(array(run, i, ok=kind != 8, size=2 + i % 2))
     for t in tasks[3::10]:
         t.repeat = True
-    await asyncio.to_thread(put_outputs, emu, tasks)
+    await asyncio.to_thread(put_outputs, emulator_process, tasks)
 
-    async with cluster(emu, tmp_path, 3) as propeller:
+    async with cluster(emulator_process, tmp_path, 3) as propeller:
         started = time.monotonic()
         deadline = started + 150
         victim = propeller.replicas[0]
@@ -435,8 +418,8 @@ async def test_replicas_survive_a_sigkill_mid_burst_without_losing_or_duplicatin
         done = asyncio.Event()
         done.set()
         await poll_until_done(propeller, tasks, deadline, creating=done, on_answer=delete_once_running)
-        settled = await settle_deleted(emu, run, tasks, deadline)
-        result = outcome(emu, run, tasks, propeller, propeller.replicas, started)
+        settled = await settle_deleted(emulator_process, run, tasks, deadline)
+        result = outcome(emulator_process, run, tasks, propeller, propeller.replicas, started)
 
     result.report("replicas", tasks, burst_seconds=round(burst_seconds, 1), repeats=len(repeats),
                   create_retries=sum(t.create_failures for t in tasks), deleted_tasks=settled.tasks,
@@ -453,24 +436,24 @@ async def test_replicas_survive_a_sigkill_mid_burst_without_losing_or_duplicatin
     settled.assert_sound()
 
 
-async def test_half_of_all_batch_calls_throttled_for_a_minute(emu: EmulatorProcess, tmp_path: Path) -> None:
+async def test_half_of_all_batch_calls_throttled_for_a_minute(emulator_process: EmulatorProcess, tmp_path: Path) -> None:
     run = run_id("thr")
     tasks = mixed(run, 24)
     window = {"start": 0.0, "end": 0.0}
     rates: list[float] = []
 
     async def throttle_for_a_minute(propeller: Propeller) -> float:
-        await asyncio.to_thread(emu.set_faults, {op: {"throttle": 0.5} for op in batch_operations()}, 11)
+        await asyncio.to_thread(emulator_process.set_faults, {op: {"throttle": 0.5} for op in batch_operations()}, 11)
         window["start"] = time.monotonic()
         await asyncio.sleep(60)
         rates.extend(await asyncio.to_thread(submit_rates, propeller))
-        await asyncio.to_thread(emu.clear_faults)
+        await asyncio.to_thread(emulator_process.clear_faults)
         window["end"] = time.monotonic()
         return window["end"]
 
-    result, drain = await run_with_faults(emu, tmp_path, run, tasks, replicas=2, gap=1.5,
+    result, drain = await run_with_faults(emulator_process, tmp_path, run, tasks, replicas=2, gap=1.5,
                                           faults=throttle_for_a_minute)
-    injected = await asyncio.to_thread(emu.injected)
+    injected = await asyncio.to_thread(emulator_process.injected)
     throttled_by_aws = sum(v.get("throttle", 0) for v in injected.values())
     result.report("throttling", tasks, injected_throttles=throttled_by_aws,
                   create_retries=sum(t.create_failures for t in tasks), submit_rates_at_end=rates, drain_seconds=drain)
@@ -479,7 +462,7 @@ async def test_half_of_all_batch_calls_throttled_for_a_minute(emu: EmulatorProce
     assert throttled_by_aws >= 10 and result.throttled_calls > 0  # the service saw (and counted) the throttling
 
 
-async def test_bursts_of_batch_server_errors(emu: EmulatorProcess, tmp_path: Path) -> None:
+async def test_bursts_of_batch_server_errors(emulator_process: EmulatorProcess, tmp_path: Path) -> None:
     run = run_id("err")
     tasks = mixed(run, 15)
 
@@ -487,16 +470,16 @@ async def test_bursts_of_batch_server_errors(emu: EmulatorProcess, tmp_path: Pat
 
     async def bursts(propeller: Propeller) -> float:
         for _ in range(3):
-            await asyncio.to_thread(emu.set_faults, {op: {"error": 1.0} for op in batch_operations()})
+            await asyncio.to_thread(emulator_process.set_faults, {op: {"error": 1.0} for op in batch_operations()})
             await asyncio.sleep(3)
-            await asyncio.to_thread(emu.clear_faults)
+            await asyncio.to_thread(emulator_process.clear_faults)
             cleared = time.monotonic()
             await asyncio.sleep(3)
         rates.extend(await asyncio.to_thread(submit_rates, propeller))
         return cleared
 
-    result, drain = await run_with_faults(emu, tmp_path, run, tasks, replicas=2, gap=1.0, faults=bursts)
-    injected = await asyncio.to_thread(emu.injected)
+    result, drain = await run_with_faults(emulator_process, tmp_path, run, tasks, replicas=2, gap=1.0, faults=bursts)
+    injected = await asyncio.to_thread(emulator_process.injected)
     errors_by_aws = sum(v.get("error", 0) for v in injected.values())
     result.report("5xx bursts", tasks, injected_errors=errors_by_aws, create_retries=sum(t.create_failures for t in tasks),
                   submit_rates_3s_after_last_burst=rates, drain_seconds=drain)
@@ -504,7 +487,7 @@ async def test_bursts_of_batch_server_errors(emu: EmulatorProcess, tmp_path: Pat
     assert errors_by_aws > 0 and result.server_error_calls > 0
 
 
-async def test_the_aws_endpoint_goes_away_for_five_seconds(emu: EmulatorProcess, tmp_path: Path) -> None:
+async def test_the_aws_endpoint_goes_away_for_five_seconds(emulator_process: EmulatorProcess, tmp_path: Path) -> None:
     run = run_id("out")
     # One job outlives the outage for sure, so GetTask must answer it from what it knew while AWS is away.
     long_runner = single(run, 100, ok=True, seconds=12)
@@ -515,7 +498,7 @@ async def test_the_aws_endpoint_goes_away_for_five_seconds(emu: EmulatorProcess,
         await asyncio.sleep(5)
         await wait_until(lambda: Phase.RUNNING in long_runner.phases, 60, "the long job running")
         outage["start"] = time.monotonic()
-        await asyncio.to_thread(emu.restart, 5)
+        await asyncio.to_thread(emulator_process.restart, 5)
         # Asked while AWS is away (the polling rounds may all fall outside it: a round waits for its slowest
         # call), GetTask answers the long job from what it knew, marked stale, never with an error.
         for _ in range(3):
@@ -523,11 +506,11 @@ async def test_the_aws_endpoint_goes_away_for_five_seconds(emu: EmulatorProcess,
             if resource is not None:
                 long_runner.record(resource, replica.name)
             await asyncio.sleep(0.4)
-        await asyncio.to_thread(emu.wait_up, 30)
+        await asyncio.to_thread(emulator_process.wait_up, 30)
         outage["end"] = time.monotonic()
         return outage["end"]
 
-    result, drain = await run_with_faults(emu, tmp_path, run, tasks, replicas=2, gap=0.8, faults=restart_mid_run)
+    result, drain = await run_with_faults(emulator_process, tmp_path, run, tasks, replicas=2, gap=0.8, faults=restart_mid_run)
     result.report("restart", tasks, outage_seconds=round(outage["end"] - outage["start"], 1),
                   create_retries=sum(t.create_failures for t in tasks), drain_seconds=drain)
     result.assert_sound(tasks)
@@ -539,26 +522,26 @@ async def test_the_aws_endpoint_goes_away_for_five_seconds(emu: EmulatorProcess,
 
 # -- focused -------------------------------------------------------------------------------------------------
 
-async def test_a_job_is_submitted_once_even_when_recording_it_fails(emu: EmulatorProcess, tmp_path: Path) -> None:
+async def test_a_job_is_submitted_once_even_when_recording_it_fails(emulator_process: EmulatorProcess, tmp_path: Path) -> None:
     """SubmitJob succeeds, then S3 refuses the write of the job id to the submission record long enough for the
     replica to give up and retry the submission later: the retry must record the job it already has (or find
     it with ListJobs), never submit a second one."""
     run = run_id("rec")
     task = single(run, 0, True, 1)
-    await asyncio.to_thread(put_outputs, emu, [task])
-    async with cluster(emu, tmp_path, 1) as propeller:
+    await asyncio.to_thread(put_outputs, emulator_process, [task])
+    async with cluster(emulator_process, tmp_path, 1) as propeller:
         replica = propeller.replicas[0]
-        emu.set_faults({"SubmitJob": {"latencyMs": 1500}})  # keeps the SubmitJob in flight for a moment
+        emulator_process.set_faults({"SubmitJob": {"latencyMs": 1500}})  # keeps the SubmitJob in flight for a moment
         task.meta, _, _ = await propeller.create_until_accepted(task.request, time.monotonic() + 30)
-        await wait_until(lambda: emu.stats().get("SubmitJob"), 10, "SubmitJob sent")
-        emu.set_faults({"PutObject": {"error": 1.0}})  # the job will exist; writing its id down fails
+        await wait_until(lambda: emulator_process.stats().get("SubmitJob"), 10, "SubmitJob sent")
+        emulator_process.set_faults({"PutObject": {"error": 1.0}})  # the job will exist; writing its id down fails
         await wait_until(lambda: "postponed" in replica.log_text(), 40, "the replica gave the record write up")
-        emu.clear_faults()
+        emulator_process.clear_faults()
         done = asyncio.Event()
         done.set()
         await poll_until_done(propeller, [task], time.monotonic() + 60, creating=done)
-        jobs = await asyncio.to_thread(emu.jobs_named, run)
-        submits = await asyncio.to_thread(emu.answered, "SubmitJob")
+        jobs = await asyncio.to_thread(emulator_process.jobs_named, run)
+        submits = await asyncio.to_thread(emulator_process.answered, "SubmitJob")
         print(f"\n[record write fails] jobs={len(jobs)} submit_calls={submits} "
               f"final={task.final and phase_name(task.final.phase)}")
         assert (len(jobs), submits) == (1, 1), f"one task, {len(jobs)} AWS jobs: {[j['jobId'] for j in jobs]}"
@@ -566,85 +549,85 @@ async def test_a_job_is_submitted_once_even_when_recording_it_fails(emu: Emulato
     # Leaving the block SIGTERMs the replica: it must still exit 0 (its background tasks survived the S3 errors).
 
 
-async def test_no_submit_job_starts_near_the_expiry_of_its_claim(emu: EmulatorProcess, tmp_path: Path) -> None:
+async def test_no_submit_job_starts_near_the_expiry_of_its_claim(emulator_process: EmulatorProcess, tmp_path: Path) -> None:
     """AWS throttles every SubmitJob and S3 refuses every write, so the owner keeps retrying while its claim can
     no longer be renewed. A SubmitJob started after `claimedUntil - margin` could reach AWS after another
     replica took the claim over and looked the job up by name (finding nothing): a second job. The owner must
     stop trying by then, and submit exactly once when AWS recovers."""
     run = run_id("margin")
     task = single(run, 0, True, 0.3)
-    await asyncio.to_thread(put_outputs, emu, [task])
-    async with cluster(emu, tmp_path, 1) as propeller:
-        emu.set_faults({"SubmitJob": {"throttle": 1.0}})
+    await asyncio.to_thread(put_outputs, emulator_process, [task])
+    async with cluster(emulator_process, tmp_path, 1) as propeller:
+        emulator_process.set_faults({"SubmitJob": {"throttle": 1.0}})
         task.meta, _, _ = await propeller.create_until_accepted(task.request, time.monotonic() + 30)
-        await wait_until(lambda: emu.stats().get("SubmitJob"), 10, "the first SubmitJob attempt")
-        emu.set_faults({"SubmitJob": {"throttle": 1.0}, "PutObject": {"error": 1.0}})
+        await wait_until(lambda: emulator_process.stats().get("SubmitJob"), 10, "the first SubmitJob attempt")
+        emulator_process.set_faults({"SubmitJob": {"throttle": 1.0}, "PutObject": {"error": 1.0}})
         attempts: list[float] = []  # when the emulator had received each further SubmitJob
-        seen = emu.stats().get("SubmitJob", 0)
+        seen = emulator_process.stats().get("SubmitJob", 0)
 
         async def final_claim() -> float:
             await asyncio.sleep(0.3)  # a renewal already on its way lands or fails; none can follow
-            return float((await asyncio.to_thread(emu.record, task.output_prefix))["claimedUntil"])
+            return float((await asyncio.to_thread(emulator_process.record, task.output_prefix))["claimedUntil"])
 
         reading = asyncio.create_task(final_claim())
         while not reading.done() or time.time() < reading.result() + 4:
-            now = emu.stats().get("SubmitJob", 0)
+            now = emulator_process.stats().get("SubmitJob", 0)
             attempts += [time.time()] * (now - seen)
             seen = now
             await asyncio.sleep(0.02)
-        emu.clear_faults()
+        emulator_process.clear_faults()
         claimed_until = reading.result()
         margin = min(10.0, 3.0 / 3)  # claimTimeout 3 s
         done = asyncio.Event()
         done.set()
         await poll_until_done(propeller, [task], time.monotonic() + 60, creating=done)
-        jobs = await asyncio.to_thread(emu.jobs_named, run)
+        jobs = await asyncio.to_thread(emulator_process.jobs_named, run)
         late = [round(t - (claimed_until - margin), 2) for t in attempts if t > claimed_until - margin + 0.25]
         print(f"\n[claim margin] attempts once S3 writes failed={len(attempts)} "
               f"seconds past claimedUntil-margin of the late ones={late} jobs={len(jobs)}")
         assert attempts, "the owner kept retrying SubmitJob at first"
         assert not late, f"SubmitJob attempts started within the claim's last {margin} s: {late}"
-        assert len(jobs) == 1 and await asyncio.to_thread(emu.answered, "SubmitJob") == 1
+        assert len(jobs) == 1 and await asyncio.to_thread(emulator_process.answered, "SubmitJob") == 1
         assert task.final is not None and task.final.phase == Phase.SUCCEEDED, task.final
 
 
-async def test_create_task_answers_while_job_definition_calls_are_throttled(emu: EmulatorProcess,
+async def test_create_task_answers_while_job_definition_calls_are_throttled(emulator_process: EmulatorProcess,
                                                                            tmp_path: Path) -> None:
     """DescribeJobDefinitions and RegisterJobDefinition throttled for seconds (a backfill of many new images can do
     that): CreateTask still answers at once, since finding the definition is the submission worker's business,
     GetTask reports the tasks as waiting to be submitted, and each job is submitted once AWS lets the calls in."""
     run = run_id("defs")
     tasks = [single(run, i, True, 0.3) for i in range(3)]
-    await asyncio.to_thread(put_outputs, emu, tasks)
-    async with cluster(emu, tmp_path, 1) as propeller:
-        emu.set_faults({"DescribeJobDefinitions": {"throttle": 1.0}, "RegisterJobDefinition": {"throttle": 1.0}})
+    await asyncio.to_thread(put_outputs, emulator_process, tasks)
+    async with cluster(emulator_process, tmp_path, 1) as propeller:
+        emulator_process.set_faults({"DescribeJobDefinitions": {"throttle": 1.0}, "RegisterJobDefinition": {"throttle": 1.0}})
         for t in tasks:
             t.meta, _, t.create_failures = await propeller.create_until_accepted(t.request, time.monotonic() + 30)
-        await wait_until(lambda: emu.stats().get("DescribeJobDefinitions", 0) >= 3, 20, "definition lookups retried")
+        await wait_until(lambda: emulator_process.stats().get("DescribeJobDefinitions", 0) >= 3, 20, "definition lookups retried")
         for t in tasks:
             res, _ = await propeller.get(t.meta, t.task_type)
             assert res is not None and res.phase == Phase.QUEUED and "waiting" in res.message, res
-        assert await asyncio.to_thread(emu.answered, "SubmitJob") == 0
-        emu.clear_faults()
+        assert await asyncio.to_thread(emulator_process.answered, "SubmitJob") == 0
+        emulator_process.clear_faults()
         done = asyncio.Event()
         done.set()
         await poll_until_done(propeller, tasks, time.monotonic() + 60, creating=done)
-        jobs = await asyncio.to_thread(emu.jobs_named, run)
+        jobs = await asyncio.to_thread(emulator_process.jobs_named, run)
         print(f"\n[definitions throttled] create failures={[t.create_failures for t in tasks]} jobs={len(jobs)} "
               f"finals={[t.final and phase_name(t.final.phase) for t in tasks]}")
         assert [t.create_failures for t in tasks] == [0, 0, 0]
-        assert len(jobs) == 3 and await asyncio.to_thread(emu.answered, "SubmitJob") == 3
+        assert len(jobs) == 3 and await asyncio.to_thread(emulator_process.answered, "SubmitJob") == 3
         assert all(t.final is not None and t.final.phase == Phase.SUCCEEDED for t in tasks)
 
 
-async def test_a_deleted_task_is_never_submitted_later_nor_left_running(emu: EmulatorProcess, tmp_path: Path) -> None:
+async def test_a_deleted_task_is_never_submitted_later_nor_left_running(emulator_process: EmulatorProcess, tmp_path: Path) -> None:
     """DeleteTask on another replica than the one holding the task's submission: (1) the owner is alive with the
     task still queued: it must not submit it afterwards; (2) the owner died with its SubmitJob in flight (AWS
     created the job, the id was never recorded): the job must still be terminated."""
     run = run_id("del")
     queued = [single(run, i, True, 60, delete="early") for i in range(30)]
     orphan = single(run, 30, True, 60, delete="early")
-    async with cluster(emu, tmp_path, 2) as propeller:
+    async with cluster(emulator_process, tmp_path, 2) as propeller:
         owner = propeller.replicas[0]
         deadline = time.monotonic() + 90
 
@@ -657,15 +640,15 @@ async def test_a_deleted_task_is_never_submitted_later_nor_left_running(emu: Emu
         await wait_until(lambda: metric_sum(owner.metrics(), "aws_array_plugin_submission_backlog") == 0, 30,
                          "the owner worked its backlog off")
 
-        emu.set_faults({"SubmitJob": {"latencyMs": 1000}})
+        emulator_process.set_faults({"SubmitJob": {"latencyMs": 1000}})
         orphan.meta, orphan.created_on, _ = await propeller.create_until_accepted(orphan.request, deadline, first=owner)
-        await wait_until(lambda: emu.stats().get("SubmitJob", 0) > len(emu.jobs_named(run)), 10, "SubmitJob sent")
+        await wait_until(lambda: emulator_process.stats().get("SubmitJob", 0) > len(emulator_process.jobs_named(run)), 10, "SubmitJob sent")
         owner.kill()  # before the answer of its SubmitJob, which AWS still carries out
-        emu.clear_faults()
-        await wait_until(lambda: any(j["jobName"] == orphan.job_name for j in emu.jobs_named(run)), 10, "job created")
+        emulator_process.clear_faults()
+        await wait_until(lambda: any(j["jobName"] == orphan.job_name for j in emulator_process.jobs_named(run)), 10, "job created")
         await propeller.delete(orphan.meta, orphan.task_type)
         orphan.deleted_at_ms = int(time.time() * 1000)
-        settled = await settle_deleted(emu, run, [*queued, orphan], deadline)
+        settled = await settle_deleted(emulator_process, run, [*queued, orphan], deadline)
     print(f"\n[delete] tasks={settled.tasks} jobs={settled.jobs} submitted_after_delete={len(settled.late)} "
           f"not_terminated={len(settled.not_aborted)}")
     for line in settled.late + settled.not_aborted:
@@ -673,7 +656,7 @@ async def test_a_deleted_task_is_never_submitted_later_nor_left_running(emu: Emu
     settled.assert_sound()
 
 
-async def test_a_create_task_whose_claim_cannot_be_written_fails_and_is_never_submitted(emu: EmulatorProcess,
+async def test_a_create_task_whose_claim_cannot_be_written_fails_and_is_never_submitted(emulator_process: EmulatorProcess,
                                                                                         tmp_path: Path) -> None:
     """S3 refuses every write: the journal that would hold the claims of a group of concurrent CreateTasks cannot be
     written, so each of them fails with UNAVAILABLE (propeller retries the task) and none is ever submitted, even
@@ -681,22 +664,22 @@ async def test_a_create_task_whose_claim_cannot_be_written_fails_and_is_never_su
     run = run_id("journal")
     failing = [single(run, i, True, 0.3) for i in range(5)]
     later = [single(run, 10 + i, True, 0.3) for i in range(3)]
-    await asyncio.to_thread(put_outputs, emu, later)
-    async with cluster(emu, tmp_path, 1) as propeller:
+    await asyncio.to_thread(put_outputs, emulator_process, later)
+    async with cluster(emulator_process, tmp_path, 1) as propeller:
         replica = propeller.replicas[0]
-        emu.set_faults({"PutObject": {"error": 1.0}})
+        emulator_process.set_faults({"PutObject": {"error": 1.0}})
         answers = await asyncio.gather(*(propeller.create(t.request, replica) for t in failing))
         codes = [error.code().name if error else "OK" for _, _, error in answers]
-        emu.clear_faults()
+        emulator_process.clear_faults()
         for t in later:
             t.meta, _, t.create_failures = await propeller.create_until_accepted(t.request, time.monotonic() + 30)
         done = asyncio.Event()
         done.set()
         await poll_until_done(propeller, later, time.monotonic() + 60, creating=done)
         await asyncio.sleep(1.0)  # a stray submission of the failed ones would have had its slot by now
-        jobs = await asyncio.to_thread(emu.jobs_named, run)
+        jobs = await asyncio.to_thread(emulator_process.jobs_named, run)
         print(f"\n[journal write fails] codes={codes} jobs={sorted(j['jobName'] for j in jobs)}")
         assert codes == ["UNAVAILABLE"] * len(failing)
         assert sorted(j["jobName"] for j in jobs) == sorted(t.job_name for t in later)
-        assert await asyncio.to_thread(emu.answered, "SubmitJob") == len(later)
+        assert await asyncio.to_thread(emulator_process.answered, "SubmitJob") == len(later)
         assert all(t.final is not None and t.final.phase == Phase.SUCCEEDED for t in later)

@@ -17,7 +17,7 @@ from flyteidl.admin import agent_pb2
 from flyteidl.service import agent_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.conftest import Aws, StartPlugin
+from tests.conftest import MotoServer, StartPlugin
 from tests.templates import create_request, literal_map, task_template
 
 
@@ -51,8 +51,8 @@ async def test_large_requests_are_accepted(start_plugin: StartPlugin) -> None:
         assert "maxArraySize 10" in decode(resp.resource_meta).rejection
 
 
-def _serve(aws: Aws, *extra: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "AWS_ENDPOINT_URL": aws.endpoint, "AWS_ACCESS_KEY_ID": "testing",
+def _serve(moto: MotoServer, *extra: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "AWS_ENDPOINT_URL": moto.endpoint, "AWS_ACCESS_KEY_ID": "testing",
            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
     return subprocess.Popen([sys.executable, "-m", "aws_array_plugin", "serve", "--host", "127.0.0.1", "--port", "0",
                              "--metrics-port", "0", *extra], env=env, stderr=subprocess.PIPE, text=True)
@@ -67,10 +67,10 @@ def _wait_port(proc: subprocess.Popen[str]) -> int:
     raise AssertionError(f"server exited with {proc.wait()}")
 
 
-async def test_sigterm_stops_cleanly_with_exit_0(aws: Aws, tmp_path: Path) -> None:
+async def test_sigterm_stops_cleanly_with_exit_0(moto: MotoServer, tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text("defaultQueue: default\nserver:\n  gracePeriod: 5s\n")
-    proc = _serve(aws, "--config", str(cfg))
+    proc = _serve(moto, "--config", str(cfg))
     try:
         port = await asyncio.to_thread(_wait_port, proc)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
@@ -120,7 +120,7 @@ def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
     return cert_file, key_file
 
 
-async def test_tls_port_with_a_plaintext_health_port(aws: Aws, tmp_path: Path) -> None:
+async def test_tls_port_with_a_plaintext_health_port(moto: MotoServer, tmp_path: Path) -> None:
     from aws_array_plugin.config import load_config
     from aws_array_plugin.server import RunningServer, serve
 

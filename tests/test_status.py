@@ -14,7 +14,9 @@ from flyteidl.admin import agent_pb2
 from flyteidl.core import errors_pb2, execution_pb2, literals_pb2
 
 from aws_array_plugin.resource_meta import decode
+from aws_array_plugin_demo.propeller import shell
 from tests.conftest import Plugin, StartPlugin
+from tests.support import get, int_outputs, s3
 from tests.templates import create_request, literal_map, task_template
 
 Phase = execution_pb2.TaskExecution
@@ -26,13 +28,9 @@ pytestmark = pytest.mark.slow
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
-def s3(emu: Any) -> Any:
-    return boto3.client("s3", **emu.info.client_kwargs())
-
-
-def put(emu: Any, uri: str, data: bytes) -> None:
+def put(emulator: Any, uri: str, data: bytes) -> None:
     bucket, _, key = uri[5:].partition("/")
-    s3(emu).put_object(Bucket=bucket, Key=key, Body=data)
+    s3(emulator).put_object(Bucket=bucket, Key=key, Body=data)
 
 
 def error_pb(message: str, recoverable: bool) -> bytes:
@@ -41,23 +39,10 @@ def error_pb(message: str, recoverable: bool) -> bytes:
                                     ).SerializeToString()
 
 
-def int_outputs(**values: int) -> bytes:
-    return literal_map(values, dict.fromkeys(values, int)).SerializeToString()
-
-
 def shell_request(entity: str, script: str, execution: str, **kw: Any) -> agent_pb2.CreateTaskRequest:
     """A real flytekit template whose container runs `sh -c script` instead of pyflyte (the status engine
     is under test here; tests/test_e2e.py runs real flytekit code)."""
-    req = create_request(task_template(entity), execution=execution, **kw)
-    del req.template.container.args[:]
-    req.template.container.args.extend(["sh", "-c", script])
-    return req
-
-
-async def get(plugin: Plugin, meta: bytes, task_type: str = "aws-batch") -> agent_pb2.Resource:
-    resp = await plugin.agents.GetTask(agent_pb2.GetTaskRequest(
-        resource_meta=meta, task_category=agent_pb2.TaskCategory(name=task_type)), timeout=20)
-    return resp.resource
+    return shell(create_request(task_template(entity), execution=execution, **kw), script)
 
 
 async def poll(plugin: Plugin, meta: bytes, task_type: str = "aws-batch", until: set[int] | None = None,
@@ -79,10 +64,10 @@ async def create(plugin: Plugin, req: agent_pb2.CreateTaskRequest) -> bytes:
     return bytes((await plugin.agents.CreateTask(req, timeout=10)).resource_meta)
 
 
-async def test_single_job_walks_every_phase_and_returns_its_outputs(start_plugin: StartPlugin, emu: Any) -> None:
+async def test_single_job_walks_every_phase_and_returns_its_outputs(start_plugin: StartPlugin, emulator: Any) -> None:
     req = shell_request("awsbatch_minimal_task", "echo working; sleep 1.5", "single-ok")
-    put(emu, f"{req.output_prefix}/0/outputs.pb", int_outputs(o0=84))  # flytekit writes under /0
-    async with start_plugin(endpoint=emu.endpoint) as plugin:
+    put(emulator, f"{req.output_prefix}/0/outputs.pb", int_outputs(o0=84))  # flytekit writes under /0
+    async with start_plugin(endpoint=emulator.endpoint) as plugin:
         meta = await create(plugin, req)
         res, seen = await poll(plugin, meta)
     assert res.phase == Phase.SUCCEEDED, res.message
@@ -94,7 +79,7 @@ async def test_single_job_walks_every_phase_and_returns_its_outputs(start_plugin
     assert "#logsV2:log-groups/log-group/$252Faws$252Fbatch$252Fjob/log-events/" in res.log_links[1].uri
 
 
-async def test_starting_maps_to_initializing(start_plugin: StartPlugin, emu: Any) -> None:
+async def test_starting_maps_to_initializing(start_plugin: StartPlugin, emulator: Any) -> None:
     from aws_batch_emulator import Emulator
 
     with Emulator(port=0, step=1.0, concurrency=2) as slow:
@@ -114,32 +99,32 @@ async def test_starting_maps_to_initializing(start_plugin: StartPlugin, emu: Any
     ("exit 0", error_pb("flytekit wrote an error but exited 0", recoverable=False), Phase.FAILED,
      "flytekit wrote an error"),
 ])
-async def test_single_job_failures(start_plugin: StartPlugin, emu: Any, script: str, error: bytes | None,
+async def test_single_job_failures(start_plugin: StartPlugin, emulator: Any, script: str, error: bytes | None,
                                    phase: int, fragment: str) -> None:
     req = shell_request("awsbatch_minimal_task", script, f"fail-{abs(hash((script, error)))}")
     if error:
-        put(emu, f"{req.output_prefix}/0/error.pb", error)
-    async with start_plugin(endpoint=emu.endpoint) as plugin:
+        put(emulator, f"{req.output_prefix}/0/error.pb", error)
+    async with start_plugin(endpoint=emulator.endpoint) as plugin:
         res, _ = await poll(plugin, await create(plugin, req))
     assert res.phase == phase, res.message
     assert fragment in res.message
 
 
-async def test_spot_reclaim_is_retryable(start_plugin: StartPlugin, emu: Any) -> None:
+async def test_spot_reclaim_is_retryable(start_plugin: StartPlugin, emulator: Any) -> None:
     req = shell_request("awsbatch_minimal_task", "sleep 30", "spot")
-    async with start_plugin(endpoint=emu.endpoint) as plugin:
+    async with start_plugin(endpoint=emulator.endpoint) as plugin:
         meta = await create(plugin, req)
         await poll(plugin, meta, until={Phase.RUNNING})
-        boto3.client("batch", **emu.info.client_kwargs()).terminate_job(
+        boto3.client("batch", **emulator.info.client_kwargs()).terminate_job(
             jobId=decode(meta).job_ids[0], reason="Host EC2 (instance i-0123456789abcdef0) terminated.")
         res, _ = await poll(plugin, meta)
     assert res.phase == Phase.RETRYABLE_FAILED
     assert "Host EC2 (instance i-0123456789abcdef0) terminated." in res.message
 
 
-async def test_succeeded_without_outputs_is_retryable(start_plugin: StartPlugin, emu: Any) -> None:
+async def test_succeeded_without_outputs_is_retryable(start_plugin: StartPlugin, emulator: Any) -> None:
     req = shell_request("awsbatch_minimal_task", "true", "no-outputs")
-    async with start_plugin(endpoint=emu.endpoint) as plugin:
+    async with start_plugin(endpoint=emulator.endpoint) as plugin:
         res, _ = await poll(plugin, await create(plugin, req))
     assert res.phase == Phase.RETRYABLE_FAILED and "outputs.pb" in res.message
 
@@ -151,12 +136,12 @@ def map_request(script: str, execution: str, n: int = 5) -> agent_pb2.CreateTask
 
 
 async def test_array_above_threshold_assembles_outputs_with_none_for_the_failed_child(
-        start_plugin: StartPlugin, emu: Any) -> None:
+        start_plugin: StartPlugin, emulator: Any) -> None:
     req = map_request('[ "$AWS_BATCH_JOB_ARRAY_INDEX" = 2 ] && exit 1; sleep 0.5', "map-ok")
     for i in (0, 1, 3, 4):
-        put(emu, f"{req.output_prefix}/{i}/outputs.pb", int_outputs(o0=(i + 1) ** 2))
-    put(emu, f"{req.output_prefix}/2/error.pb", error_pb("ValueError: three is unlucky", recoverable=False))
-    async with start_plugin(endpoint=emu.endpoint) as plugin:
+        put(emulator, f"{req.output_prefix}/{i}/outputs.pb", int_outputs(o0=(i + 1) ** 2))
+    put(emulator, f"{req.output_prefix}/2/error.pb", error_pb("ValueError: three is unlucky", recoverable=False))
+    async with start_plugin(endpoint=emulator.endpoint) as plugin:
         meta = await create(plugin, req)
         running, _ = await poll(plugin, meta, "container_array", until={Phase.RUNNING, *TERMINAL})
         res, _ = await poll(plugin, meta, "container_array")
@@ -167,17 +152,17 @@ async def test_array_above_threshold_assembles_outputs_with_none_for_the_failed_
     assert res.custom_info["children"]["succeeded"] == 4 and res.custom_info["children"]["failed"] == 1
 
 
-async def test_array_fails_early_and_terminates_the_rest(start_plugin: StartPlugin, emu: Any) -> None:
+async def test_array_fails_early_and_terminates_the_rest(start_plugin: StartPlugin, emulator: Any) -> None:
     req = map_request('[ "$AWS_BATCH_JOB_ARRAY_INDEX" -lt 2 ] && exit 1; sleep 60', "map-early")
     for i in (0, 1):
-        put(emu, f"{req.output_prefix}/{i}/error.pb", error_pb(f"ValueError: bad input {i}", recoverable=False))
-    async with start_plugin(endpoint=emu.endpoint) as plugin:
+        put(emulator, f"{req.output_prefix}/{i}/error.pb", error_pb(f"ValueError: bad input {i}", recoverable=False))
+    async with start_plugin(endpoint=emulator.endpoint) as plugin:
         meta = await create(plugin, req)
         started = time.monotonic()
         res, _ = await poll(plugin, meta, "container_array")
         elapsed = time.monotonic() - started
         parent = decode(meta).job_ids[0]
-        batch = boto3.client("batch", **emu.info.client_kwargs())
+        batch = boto3.client("batch", **emulator.info.client_kwargs())
         deadline = time.monotonic() + 15
         while True:
             detail = batch.describe_jobs(jobs=[parent])["jobs"][0]
@@ -194,9 +179,9 @@ async def test_array_fails_early_and_terminates_the_rest(start_plugin: StartPlug
     assert any(link.name.startswith("Child 0 logs") for link in res.log_links)
 
 
-async def test_log_links_for_a_running_array(start_plugin: StartPlugin, emu: Any) -> None:
+async def test_log_links_for_a_running_array(start_plugin: StartPlugin, emulator: Any) -> None:
     req = map_request("sleep 20", "map-links", n=3)
-    async with start_plugin(endpoint=emu.endpoint) as plugin:
+    async with start_plugin(endpoint=emulator.endpoint) as plugin:
         meta = await create(plugin, req)
         res, _ = await poll(plugin, meta, "container_array", until={Phase.RUNNING})
         # Children reach RUNNING one by one; a second look picks up their log streams.
@@ -209,24 +194,24 @@ async def test_log_links_for_a_running_array(start_plugin: StartPlugin, emu: Any
     assert "running" in res.message
 
 
-async def test_a_fresh_process_answers_from_the_resource_meta_alone(start_plugin: StartPlugin, emu: Any) -> None:
+async def test_a_fresh_process_answers_from_the_resource_meta_alone(start_plugin: StartPlugin, emulator: Any) -> None:
     req = shell_request("awsbatch_minimal_task", "sleep 1", "fresh")
-    put(emu, f"{req.output_prefix}/0/outputs.pb", int_outputs(o0=1))
-    async with start_plugin(endpoint=emu.endpoint) as first:
+    put(emulator, f"{req.output_prefix}/0/outputs.pb", int_outputs(o0=1))
+    async with start_plugin(endpoint=emulator.endpoint) as first:
         meta = await create(first, req)
-    async with start_plugin(endpoint=emu.endpoint) as second:
+    async with start_plugin(endpoint=emulator.endpoint) as second:
         res, _ = await poll(second, meta)
         assert res.phase == Phase.SUCCEEDED
         assert second.sent("SubmitJob") == []
 
 
-async def test_throttled_aws_never_becomes_a_grpc_error(start_plugin: StartPlugin, emu: Any) -> None:
+async def test_throttled_aws_never_becomes_a_grpc_error(start_plugin: StartPlugin, emulator: Any) -> None:
     req = shell_request("awsbatch_minimal_task", "sleep 2", "throttled")
-    put(emu, f"{req.output_prefix}/0/outputs.pb", int_outputs(o0=2))
-    async with start_plugin(endpoint=emu.endpoint) as plugin:
+    put(emulator, f"{req.output_prefix}/0/outputs.pb", int_outputs(o0=2))
+    async with start_plugin(endpoint=emulator.endpoint) as plugin:
         meta = await create(plugin, req)
         await poll(plugin, meta, until={Phase.RUNNING})
-        emu.set_faults({"DescribeJobs": {"throttle": 1.0}})
+        emulator.set_faults({"DescribeJobs": {"throttle": 1.0}})
         try:
             for _ in range(4):
                 await asyncio.sleep(0.7)  # older than maxStaleness: every GetTask wants AWS
@@ -234,29 +219,29 @@ async def test_throttled_aws_never_becomes_a_grpc_error(start_plugin: StartPlugi
                 assert res.phase == Phase.RUNNING
             assert "stale" in res.message
         finally:
-            emu.clear_faults()
+            emulator.clear_faults()
         res, _ = await poll(plugin, meta)
     assert res.phase == Phase.SUCCEEDED
 
 
-async def test_large_assembled_outputs_are_written_not_inlined(start_plugin: StartPlugin, emu: Any) -> None:
+async def test_large_assembled_outputs_are_written_not_inlined(start_plugin: StartPlugin, emulator: Any) -> None:
     req = map_request("true", "map-big-outputs", n=3)
     for i in range(3):
-        put(emu, f"{req.output_prefix}/{i}/outputs.pb", int_outputs(o0=i))
-    async with start_plugin({"outputs": {"inlineMaxBytes": 0}}, endpoint=emu.endpoint) as plugin:
+        put(emulator, f"{req.output_prefix}/{i}/outputs.pb", int_outputs(o0=i))
+    async with start_plugin({"outputs": {"inlineMaxBytes": 0}}, endpoint=emulator.endpoint) as plugin:
         res, _ = await poll(plugin, await create(plugin, req), "container_array")
     assert res.phase == Phase.SUCCEEDED
     assert not res.HasField("outputs")  # propeller reads <output_prefix>/outputs.pb itself
     bucket, _, key = req.output_prefix[5:].partition("/")
-    written = literals_pb2.LiteralMap.FromString(s3(emu).get_object(Bucket=bucket, Key=f"{key}/outputs.pb")["Body"].read())
+    written = literals_pb2.LiteralMap.FromString(s3(emulator).get_object(Bucket=bucket, Key=f"{key}/outputs.pb")["Body"].read())
     assert [lit.scalar.primitive.integer for lit in written.literals["o0"].collection.literals] == [0, 1, 2]
 
 
-async def test_get_task_logs_of_a_rejected_task_names_the_rejection(start_plugin: StartPlugin, emu: Any) -> None:
+async def test_get_task_logs_of_a_rejected_task_names_the_rejection(start_plugin: StartPlugin, emulator: Any) -> None:
     import grpc
 
     req = create_request(task_template("awsbatch_task"), execution="logs-rejected")  # its secret is not mapped
-    async with start_plugin(endpoint=emu.endpoint) as plugin:
+    async with start_plugin(endpoint=emulator.endpoint) as plugin:
         meta = await create(plugin, req)
         call = plugin.agents.GetTaskLogs(agent_pb2.GetTaskLogsRequest(resource_meta=meta), timeout=10)
         with pytest.raises(grpc.aio.AioRpcError) as err:
@@ -266,13 +251,13 @@ async def test_get_task_logs_of_a_rejected_task_names_the_rejection(start_plugin
     assert "secret 'aws-batch/api-token'" in (err.value.details() or "")
 
 
-async def test_long_runnable_with_a_misconfiguration_fails_after_the_dwell(start_plugin: StartPlugin, emu: Any) -> None:
+async def test_long_runnable_with_a_misconfiguration_fails_after_the_dwell(start_plugin: StartPlugin, emulator: Any) -> None:
     from flyteidl.core import tasks_pb2
 
     req = shell_request("awsbatch_minimal_task", "true", "needs-gpu")
     req.template.container.resources.limits.add(name=tasks_pb2.Resources.GPU, value="1")  # the CE has no GPUs
     config = {"status": {"refreshInterval": "1s", "maxStaleness": "0.5s", "misconfigurationDwell": "3s"}}
-    async with start_plugin(config, endpoint=emu.endpoint) as plugin:
+    async with start_plugin(config, endpoint=emulator.endpoint) as plugin:
         meta = await create(plugin, req)
         deadline = time.monotonic() + 20
         while True:
@@ -283,20 +268,20 @@ async def test_long_runnable_with_a_misconfiguration_fails_after_the_dwell(start
         assert first.phase == Phase.QUEUED
         assert "RUNNABLE: MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT" in first.message
         res, _ = await poll(plugin, meta, timeout=30)
-        job = boto3.client("batch", **emu.info.client_kwargs()).describe_jobs(jobs=list(decode(meta).job_ids))["jobs"][0]
+        job = boto3.client("batch", **emulator.info.client_kwargs()).describe_jobs(jobs=list(decode(meta).job_ids))["jobs"][0]
     assert res.phase == Phase.FAILED
     assert "RUNNABLE for" in res.message and "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT" in res.message
     assert job["status"] == "FAILED"  # terminated, so it does not wait in the queue forever
 
 
 async def test_array_blocked_by_a_misconfiguration_says_why_and_fails_after_the_dwell(
-        start_plugin: StartPlugin, emu: Any) -> None:
+        start_plugin: StartPlugin, emulator: Any) -> None:
     from flyteidl.core import tasks_pb2
 
     req = map_request("true", "map-needs-gpu", n=3)
     req.template.container.resources.limits.add(name=tasks_pb2.Resources.GPU, value="1")
     config = {"status": {"refreshInterval": "1s", "maxStaleness": "0.5s", "misconfigurationDwell": "3s"}}
-    async with start_plugin(config, endpoint=emu.endpoint) as plugin:
+    async with start_plugin(config, endpoint=emulator.endpoint) as plugin:
         meta = await create(plugin, req)
         deadline = time.monotonic() + 20
         while True:

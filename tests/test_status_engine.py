@@ -47,10 +47,10 @@ class Engine:
 
 
 @pytest.fixture(scope="module")
-def stuck_jobs(emu: Any) -> Iterator[list[str]]:
+def stuck_jobs(emulator: Any) -> Iterator[list[str]]:
     """400 jobs that stay RUNNABLE (they ask for more vCPUs than the compute environment has), so no process
     runs and their status never changes; terminated afterwards."""
-    batch = boto3.client("batch", **emu.info.client_kwargs())
+    batch = boto3.client("batch", **emulator.info.client_kwargs())
     name = f"stuck-{uuid.uuid4().hex[:8]}"
     batch.register_job_definition(jobDefinitionName=name, type="container", containerProperties={
         "image": "busybox", "command": ["sleep", "1"],
@@ -58,7 +58,7 @@ def stuck_jobs(emu: Any) -> Iterator[list[str]]:
         "resourceRequirements": [{"type": "VCPU", "value": "4096"}, {"type": "MEMORY", "value": "512"}],
         "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "/flyte/tasks"}},
     })
-    ids = [batch.submit_job(jobName=f"{name}-{i}", jobQueue=emu.info.queue, jobDefinition=name)["jobId"]
+    ids = [batch.submit_job(jobName=f"{name}-{i}", jobQueue=emulator.info.queue, jobDefinition=name)["jobId"]
            for i in range(400)]
     yield ids
     for job_id in ids:
@@ -66,11 +66,11 @@ def stuck_jobs(emu: Any) -> Iterator[list[str]]:
 
 
 @pytest.fixture
-async def eng(emu: Any) -> AsyncIterator[Engine]:
-    config = load_config({"defaultQueue": emu.info.queue, "status": {
+async def eng(emulator: Any) -> AsyncIterator[Engine]:
+    config = load_config({"defaultQueue": emulator.info.queue, "status": {
         "refreshInterval": f"{INTERVAL}s", "maxStaleness": f"{INTERVAL * 1.2}s", "batchWindow": "0.01s"}})
     saved = os.environ.get("AWS_ENDPOINT_URL")
-    os.environ["AWS_ENDPOINT_URL"] = emu.info.endpoint
+    os.environ["AWS_ENDPOINT_URL"] = emulator.info.endpoint
     metrics = Metrics()
     api = AwsApi(config, metrics)
     try:
@@ -131,17 +131,17 @@ async def test_job_details_are_slimmed_before_the_sdk_parses_them(eng: Engine, s
     assert log_location(job, "/aws/batch/job", "us-east-1") == ("/flyte/tasks", "us-east-1")
 
 
-def test_fast_decoding_keeps_what_the_sdk_would_for_every_kind_of_job(emu: Any) -> None:
+def test_fast_decoding_keeps_what_the_sdk_would_for_every_kind_of_job(emulator: Any) -> None:
     """Finished jobs with attempts, an array parent, its children (one failed), a job still queued: the
     body decoded by `decode_describe_jobs` gives the same slim details as botocore's full parse."""
-    batch = boto3.client("batch", **emu.info.client_kwargs())
+    batch = boto3.client("batch", **emulator.info.client_kwargs())
     name = f"kinds-{uuid.uuid4().hex[:8]}"
     batch.register_job_definition(jobDefinitionName=name, type="container", containerProperties={
         "image": "busybox", "command": ["sh", "-c", "echo hi; exit ${AWS_BATCH_JOB_ARRAY_INDEX:-0}"],
         "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "64"}],
     }, retryStrategy={"attempts": 2})
-    single = batch.submit_job(jobName=f"{name}-one", jobQueue=emu.info.queue, jobDefinition=name)["jobId"]
-    parent = batch.submit_job(jobName=f"{name}-arr", jobQueue=emu.info.queue, jobDefinition=name,
+    single = batch.submit_job(jobName=f"{name}-one", jobQueue=emulator.info.queue, jobDefinition=name)["jobId"]
+    parent = batch.submit_job(jobName=f"{name}-arr", jobQueue=emulator.info.queue, jobDefinition=name,
                               arrayProperties={"size": 2})["jobId"]
     ids = [single, parent, f"{parent}:0", f"{parent}:1"]
     for _ in range(300):
@@ -170,13 +170,13 @@ async def test_requests_name_this_service_in_their_user_agent(eng: Engine, stuck
     assert agent.split()[-1] == "aws-array-plugin/0.1.0" and "botocore/" in agent
 
 
-async def test_errors_are_still_parsed_by_the_sdk(eng: Engine, emu: Any, stuck_jobs: list[str]) -> None:
-    emu.set_faults({"DescribeJobs": {"throttle": 1.0}})
+async def test_errors_are_still_parsed_by_the_sdk(eng: Engine, emulator: Any, stuck_jobs: list[str]) -> None:
+    emulator.set_faults({"DescribeJobs": {"throttle": 1.0}})
     try:
         with pytest.raises(AwsUnavailable) as err:
             await eng.api.call("describe", "batch", "describe_jobs", max_attempts=2, jobs=stuck_jobs[:1])
     finally:
-        emu.set_faults({})
+        emulator.set_faults({})
     assert err.value.outcome == "throttled"
 
 

@@ -24,15 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'aws_array_plugin/v1/resource_meta.proto\x12\x13\x61ws_array_plugin.v1\"\xb8\x02\n\x0cResourceMeta\x12\x16\n\x0eschema_version\x18\x01 \x01(\r\x12+\n\x04kind\x18\x02 \x01(\x0e\x32\x1d.aws_array_plugin.v1.TaskKind\x12\x0e\n\x06region\x18\x03 \x01(\t\x12\r\n\x05queue\x18\x04 \x01(\t\x12\x10\n\x08job_name\x18\x05 \x01(\t\x12\x0f\n\x07job_ids\x18\x06 \x03(\t\x12\x0c\n\x04size\x18\x07 \x01(\r\x12\x15\n\rmin_successes\x18\x08 \x01(\r\x12\x15\n\routput_prefix\x18\t \x01(\t\x12\x14\n\x0coutput_names\x18\n \x03(\t\x12\x11\n\trejection\x18\x0b \x01(\t\x12\x14\n\x0c\x65xecution_id\x18\x0c \x01(\t\x12\x0f\n\x07journal\x18\r \x01(\t\x12\x15\n\rjournal_entry\x18\x0e \x01(\r*<\n\x08TaskKind\x12\x19\n\x15TASK_KIND_UNSPECIFIED\x10\x00\x12\n\n\x06SINGLE\x10\x01\x12\t\n\x05\x41RRAY\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'aws_array_plugin/v1/resource_meta.proto\x12\x13\x61ws_array_plugin.v1\"\xe1\x02\n\x0cResourceMeta\x12\x16\n\x0eschema_version\x18\x01 \x01(\r\x12+\n\x04kind\x18\x02 \x01(\x0e\x32\x1d.aws_array_plugin.v1.TaskKind\x12\x0e\n\x06region\x18\x03 \x01(\t\x12\r\n\x05queue\x18\x04 \x01(\t\x12\x10\n\x08job_name\x18\x05 \x01(\t\x12\x0f\n\x07job_ids\x18\x06 \x03(\t\x12\x0c\n\x04size\x18\x07 \x01(\r\x12\x15\n\rmin_successes\x18\x08 \x01(\r\x12\x15\n\routput_prefix\x18\t \x01(\t\x12\x14\n\x0coutput_names\x18\n \x03(\t\x12\x11\n\trejection\x18\x0b \x01(\t\x12\x14\n\x0c\x65xecution_id\x18\x0c \x01(\t\x12\x0f\n\x07journal\x18\r \x01(\t\x12\x15\n\rjournal_entry\x18\x0e \x01(\r\x12\'\n\x04\x66\x61\x63\x65\x18\x0f \x01(\x0e\x32\x19.aws_array_plugin.v1.Face*<\n\x08TaskKind\x12\x19\n\x15TASK_KIND_UNSPECIFIED\x10\x00\x12\n\n\x06SINGLE\x10\x01\x12\t\n\x05\x41RRAY\x10\x02*4\n\x04\x46\x61\x63\x65\x12\x14\n\x10\x46\x41\x43\x45_UNSPECIFIED\x10\x00\x12\n\n\x06\x46LYTE1\x10\x01\x12\n\n\x06\x46LYTE2\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'aws_array_plugin.v1.resource_meta_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TASKKIND']._serialized_start=379
-  _globals['_TASKKIND']._serialized_end=439
+  _globals['_TASKKIND']._serialized_start=420
+  _globals['_TASKKIND']._serialized_end=480
+  _globals['_FACE']._serialized_start=482
+  _globals['_FACE']._serialized_end=534
   _globals['_RESOURCEMETA']._serialized_start=65
-  _globals['_RESOURCEMETA']._serialized_end=377
+  _globals['_RESOURCEMETA']._serialized_end=418
 # @@protoc_insertion_point(module_scope)

@@ -46,6 +46,34 @@ size is 1, nothing when size is 0); child i writes under <output_prefix>/<i>.
 """
 Global___TaskKind: _TypeAlias = TaskKind  # noqa: Y015
 
+class _Face:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _FaceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Face.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FACE_UNSPECIFIED: _Face.ValueType  # 0
+    """Written before faces were recorded: Flyte 1."""
+    FLYTE1: _Face.ValueType  # 1
+    """flyteidl.service Agent services (flytepropeller 1.x)."""
+    FLYTE2: _Face.ValueType  # 2
+    """flyteidl2.connector services (the Flyte 2 executor): a single job whose `a0` runtime writes its outputs
+    and error document under <output_prefix> itself (not under <output_prefix>/0).
+    """
+
+class Face(_Face, metaclass=_FaceEnumTypeWrapper):
+    """The scheduler protocol that created a task: its calls must come back through the same face."""
+
+FACE_UNSPECIFIED: Face.ValueType  # 0
+"""Written before faces were recorded: Flyte 1."""
+FLYTE1: Face.ValueType  # 1
+"""flyteidl.service Agent services (flytepropeller 1.x)."""
+FLYTE2: Face.ValueType  # 2
+"""flyteidl2.connector services (the Flyte 2 executor): a single job whose `a0` runtime writes its outputs
+and error document under <output_prefix> itself (not under <output_prefix>/0).
+"""
+Global___Face: _TypeAlias = Face  # noqa: Y015
+
 @_typing.final
 class ResourceMeta(_message.Message):
     """Everything GetTask, DeleteTask and GetTaskLogs need, so any replica can answer any call."""
@@ -66,6 +94,7 @@ class ResourceMeta(_message.Message):
     EXECUTION_ID_FIELD_NUMBER: _builtins.int
     JOURNAL_FIELD_NUMBER: _builtins.int
     JOURNAL_ENTRY_FIELD_NUMBER: _builtins.int
+    FACE_FIELD_NUMBER: _builtins.int
     schema_version: _builtins.int
     """Bumped on incompatible changes; readers reject versions they do not know."""
     kind: Global___TaskKind.ValueType
@@ -88,6 +117,7 @@ class ResourceMeta(_message.Message):
     entry in it. The record, once written, takes precedence.
     """
     journal_entry: _builtins.int
+    face: Global___Face.ValueType
     @_builtins.property
     def job_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """AWS job ids, one per submitted AWS job, in chunk order. Empty while the submission waits
@@ -115,10 +145,11 @@ class ResourceMeta(_message.Message):
         execution_id: _builtins.str = ...,
         journal: _builtins.str = ...,
         journal_entry: _builtins.int = ...,
+        face: Global___Face.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id", "job_ids", b"job_ids", "job_name", b"job_name", "journal", b"journal", "journal_entry", b"journal_entry", "kind", b"kind", "min_successes", b"min_successes", "output_names", b"output_names", "output_prefix", b"output_prefix", "queue", b"queue", "region", b"region", "rejection", b"rejection", "schema_version", b"schema_version", "size", b"size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id", "face", b"face", "job_ids", b"job_ids", "job_name", b"job_name", "journal", b"journal", "journal_entry", b"journal_entry", "kind", b"kind", "min_successes", b"min_successes", "output_names", b"output_names", "output_prefix", b"output_prefix", "queue", b"queue", "region", b"region", "rejection", b"rejection", "schema_version", b"schema_version", "size", b"size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -167,7 +167,6 @@ async def _drive(args: argparse.Namespace, view: View, info: EmulatorInfo, runni
                  t0: float) -> int:
     import boto3
     import grpc
-    from flyteidl.admin import agent_pb2
     from flyteidl.service import agent_pb2_grpc
 
     from aws_array_plugin.resource_meta import decode
@@ -186,25 +185,24 @@ async def _drive(args: argparse.Namespace, view: View, info: EmulatorInfo, runni
     ]
     s3 = boto3.client("s3", **info.client_kwargs())
     async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
-        stub = agent_pb2_grpc.AsyncAgentServiceStub(channel)
+        client = propeller.Client(agent_pb2_grpc.AsyncAgentServiceStub(channel))
         for a in attempts:
             propeller.put_inputs(s3, a)
-            await propeller.create(stub, a)
+            await propeller.create(client, a)
             meta = decode(a.resource_meta)
             what = f"AWS array job of {meta.size} children" if a.task_type == "container_array" else "AWS Batch job"
             view.note(f"CreateTask {a.label} ({a.task_type}) -> {what} {', '.join(meta.job_ids) or '(pending)'}")
         view.note(f"polling GetTask every {POLL_INTERVAL:g}s (timeout {args.timeout:g}s)")
-        outcome = await _poll(stub, attempts, view, running, args.timeout, t0)
+        outcome = await _poll(client, attempts, view, running, args.timeout, t0)
         if outcome == "interrupted":
             view.note("interrupted")
             return 130
         if outcome == "timeout":
             for a in attempts:
                 if not a.done:  # as propeller does when a node times out
-                    await stub.DeleteTask(agent_pb2.DeleteTaskRequest(
-                        resource_meta=a.resource_meta, task_category=a.task_category), timeout=10)
+                    await client.delete(a.resource_meta, a.task_type)
                     view.note(f"DeleteTask {a.label}: terminated after the {args.timeout:g}s timeout")
-        checks = await _report(view, stub, s3, attempts)
+        checks = await _report(view, client, s3, attempts)
     elapsed = time.monotonic() - t0
     if outcome == "timeout":
         checks.insert(0, Check(False, f"the tasks did not finish within {args.timeout:g}s (see --timeout, --step)"))
@@ -217,7 +215,7 @@ async def _drive(args: argparse.Namespace, view: View, info: EmulatorInfo, runni
     return 0 if ok else 1
 
 
-async def _poll(stub: Any, attempts: list[Attempt], view: View, running: RunningServer, limit: float,
+async def _poll(client: Any, attempts: list[Attempt], view: View, running: RunningServer, limit: float,
                 t0: float) -> str:
     """GetTask until every attempt is terminal. Returns "" or why it stopped early."""
     import grpc
@@ -231,7 +229,7 @@ async def _poll(stub: Any, attempts: list[Attempt], view: View, running: Running
             if running.stop.is_set():
                 return "interrupted"
             pending = [a for a in attempts if not a.done]
-            results = await asyncio.gather(*(propeller.refresh(stub, a) for a in pending), return_exceptions=True)
+            results = await asyncio.gather(*(propeller.refresh(client, a) for a in pending), return_exceptions=True)
             for a, result in zip(pending, results, strict=True):
                 if isinstance(result, grpc.aio.AioRpcError):
                     failures[a.label] = failures.get(a.label, 0) + 1
@@ -269,7 +267,7 @@ def _common_lines(a: Attempt) -> list[str]:
 LINKS_NOTE = "log links  (as the Flyte console would show them; they point at the real AWS console)"
 
 
-async def _report(view: View, stub: Any, s3: Any, attempts: list[Attempt]) -> list[Check]:
+async def _report(view: View, client: Any, s3: Any, attempts: list[Attempt]) -> list[Check]:
     import grpc
 
     from aws_array_plugin_demo import propeller, workflows
@@ -324,7 +322,7 @@ async def _report(view: View, stub: Any, s3: Any, attempts: list[Attempt]) -> li
         where = f"{a.label} child {child}" if child is not None else a.label
         error = ""
         try:
-            raw = await propeller.log_lines(stub, a, child=child)
+            raw = await propeller.log_lines(client, a, child=child)
         except grpc.aio.AioRpcError as exc:  # shown in the section; the check below fails
             raw, error = [], f"GetTaskLogs failed: {exc.code().name}: {exc.details()}"
         lines, hidden = pretty_log(raw)

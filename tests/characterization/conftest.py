@@ -3,7 +3,7 @@ a refactor of the internals can be checked against them unchanged.
 
 What lives here, so that the test bodies and goldens never depend on the service's internals:
 
-- `aws`: overrides the suite's fixture of that name for this directory with a moto server of our own, in a
+- `moto`: overrides the suite's fixture of that name for this directory with a moto server of our own, in a
   separate process, reset for each test module (`fresh_account`: for each test). moto's backends are
   process-global, so a second in-process server would share (and a reset would wipe) the state of the rest of the
   suite; a private process gives the cases an empty account, so what they register and submit does not depend on
@@ -39,7 +39,7 @@ from flyteidl.admin import agent_pb2
 from flyteidl.core import errors_pb2, execution_pb2, literals_pb2
 from google.protobuf import json_format
 
-from tests.conftest import BUCKET, QUEUE, REGION, Aws, Plugin
+from tests.conftest import BUCKET, QUEUE, REGION, MotoServer, Plugin
 from tests.templates import literal_map
 
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
@@ -90,14 +90,14 @@ def _moto_endpoint() -> Iterator[str]:
             proc.wait(10)
 
 
-def _empty_account(endpoint: str) -> Aws:
+def _empty_account(endpoint: str) -> MotoServer:
     """Reset the private moto server and provision it like the suite's account (`tests/conftest.py`), plus a
     second job queue."""
     import requests
 
     requests.post(f"{endpoint}/moto-api/reset", timeout=10).raise_for_status()
     requests.post(f"{endpoint}/moto-api/config", json={"batch": {"use_docker": False}}, timeout=10)
-    a = Aws(endpoint)
+    a = MotoServer(endpoint)
     iam, batch = a.client("iam"), a.client("batch")
     role = iam.create_role(RoleName="batch-service", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
     batch.create_compute_environment(computeEnvironmentName="flyte-ce", type="UNMANAGED", serviceRole=role)
@@ -109,7 +109,7 @@ def _empty_account(endpoint: str) -> Aws:
 
 
 @pytest.fixture(scope="module")
-def aws(_moto_endpoint: str) -> Iterator[Aws]:
+def moto(_moto_endpoint: str) -> Iterator[MotoServer]:
     """An empty emulated account for each test module; the AWS environment points at it meanwhile."""
     env = {"AWS_ENDPOINT_URL": _moto_endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
            "AWS_DEFAULT_REGION": REGION}
@@ -128,9 +128,9 @@ def aws(_moto_endpoint: str) -> Iterator[Aws]:
 
 
 @pytest.fixture
-def fresh_account(aws: Aws) -> Aws:
+def fresh_account(moto: MotoServer) -> MotoServer:
     """An empty account for this test alone (start plugins only after asking for it)."""
-    return _empty_account(aws.endpoint)
+    return _empty_account(moto.endpoint)
 
 
 # -- scripted AWS Batch -------------------------------------------------------------------------------------------
@@ -301,7 +301,7 @@ def merged(base: dict[str, Any], extra: dict[str, Any] | None) -> dict[str, Any]
 
 
 @contextlib.asynccontextmanager
-async def plugin_server(aws: Aws, batch: ScriptedBatch, config: dict[str, Any] | None = None
+async def plugin_server(moto: MotoServer, batch: ScriptedBatch, config: dict[str, Any] | None = None
                         ) -> AsyncIterator[Plugin]:
     """The real plugin server in-process, as the suite's `start_plugin` fixture starts it (a function-scoped
     fixture, which module-scoped sharing cannot use), with CHAR_CONFIG deep-merged with `config`, its AWS calls
@@ -314,7 +314,7 @@ async def plugin_server(aws: Aws, batch: ScriptedBatch, config: dict[str, Any] |
     cfg = load_config(merged(CHAR_CONFIG, config))
     started: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
     stop = asyncio.Event()
-    os.environ["AWS_ENDPOINT_URL"] = aws.endpoint  # the AWS clients read it when the server starts
+    os.environ["AWS_ENDPOINT_URL"] = moto.endpoint  # the AWS clients read it when the server starts
     task = asyncio.create_task(serve(cfg, host="127.0.0.1", port=0, metrics_port=0, stop=stop, started=started))
     await asyncio.wait([started, task], timeout=30, return_when=asyncio.FIRST_COMPLETED)
     if not started.done():
@@ -327,8 +327,8 @@ async def plugin_server(aws: Aws, batch: ScriptedBatch, config: dict[str, Any] |
     def record(params: dict[str, Any], model: Any, **_: Any) -> None:
         calls.append((model.name, dict(params)))
 
-    running.deps.api.client("batch").meta.events.register("provide-client-params.batch.*", record)
-    batch.install(running.deps.api.client("batch").meta.events)
+    running.core.api.client("batch").meta.events.register("provide-client-params.batch.*", record)
+    batch.install(running.core.api.client("batch").meta.events)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
     try:
         yield Plugin(running, channel, agent_pb2_grpc.AsyncAgentServiceStub(channel),
@@ -406,16 +406,16 @@ def status_summary(**counts: int) -> dict[str, int]:
 
 # -- what a task writes to S3 -------------------------------------------------------------------------------------
 
-def put_object(aws: Aws, uri: str, data: bytes) -> None:
+def put_object(moto: MotoServer, uri: str, data: bytes) -> None:
     bucket, _, key = uri.removeprefix("s3://").partition("/")
-    aws.client("s3").put_object(Bucket=bucket, Key=key, Body=data)
+    moto.client("s3").put_object(Bucket=bucket, Key=key, Body=data)
 
 
-def get_object(aws: Aws, uri: str) -> bytes | None:
+def get_object(moto: MotoServer, uri: str) -> bytes | None:
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     try:
-        return bytes(aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
-    except aws.client("s3").exceptions.NoSuchKey:
+        return bytes(moto.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+    except moto.client("s3").exceptions.NoSuchKey:
         return None
 
 

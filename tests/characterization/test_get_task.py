@@ -35,7 +35,7 @@ from tests.characterization.conftest import (
     status_summary,
     stream,
 )
-from tests.conftest import Aws, Plugin
+from tests.conftest import MotoServer, Plugin
 from tests.templates import create_request, literal_map, task_template
 
 SINGLE, ARRAY = "aws-batch", "container_array"
@@ -48,7 +48,7 @@ HOST_GONE = "Host EC2 (instance i-0123456789abcdef0) terminated."
 @dataclass
 class Ctx:
     name: str
-    aws: Aws
+    moto: MotoServer
     batch: ScriptedBatch
     shared: Plugin
     ids: list[str] = field(default_factory=list)
@@ -67,7 +67,7 @@ class Ctx:
         if config is None and not fresh:
             yield self.shared
             return
-        async with plugin_server(self.aws, self.batch, config) as plugin:
+        async with plugin_server(self.moto, self.batch, config) as plugin:
             yield plugin
 
     async def create(self, req: agent_pb2.CreateTaskRequest, plugin: Plugin | None = None) -> None:
@@ -89,7 +89,7 @@ class Ctx:
 
     def write(self, relative: str, data: bytes) -> None:
         """An object the task writes under its output prefix (e.g. "0/outputs.pb")."""
-        put_object(self.aws, f"{self.output_prefix}/{relative}", data)
+        put_object(self.moto, f"{self.output_prefix}/{relative}", data)
 
     async def get(self, step: str, plugin: Plugin | None = None) -> agent_pb2.Resource:
         plugin = plugin or self.plugin
@@ -287,7 +287,7 @@ async def single_succeeded_outputs_above_inline_limit(ctx: Ctx) -> None:
         ctx.batch.set(ctx.job, succeeded())
         await ctx.get("SUCCEEDED, outputs larger than outputs.inlineMaxBytes 0")
         ctx.rec.note("<output_prefix>/outputs.pb written by the service",
-                     written=literal_map_record(get_object(ctx.aws, f"{ctx.output_prefix}/outputs.pb")))
+                     written=literal_map_record(get_object(ctx.moto, f"{ctx.output_prefix}/outputs.pb")))
 
 
 @case
@@ -747,14 +747,14 @@ def batch() -> ScriptedBatch:
 
 
 @pytest.fixture(scope="module")
-async def shared_plugin(aws: Aws, batch: ScriptedBatch) -> AsyncIterator[Plugin]:
-    async with plugin_server(aws, batch) as plugin:
+async def shared_plugin(moto: MotoServer, batch: ScriptedBatch) -> AsyncIterator[Plugin]:
+    async with plugin_server(moto, batch) as plugin:
         yield plugin
 
 
 @pytest.mark.parametrize("name", list(CASES))
-async def test_get_task(name: str, aws: Aws, batch: ScriptedBatch, shared_plugin: Plugin) -> None:
-    ctx = Ctx(name, aws, batch, shared_plugin)
+async def test_get_task(name: str, moto: MotoServer, batch: ScriptedBatch, shared_plugin: Plugin) -> None:
+    ctx = Ctx(name, moto, batch, shared_plugin)
     try:
         await CASES[name](ctx)
     finally:

@@ -26,7 +26,7 @@ from tests.characterization.conftest import (
     plugin_server,
     resource_meta_record,
 )
-from tests.conftest import ROLE, Aws
+from tests.conftest import ROLE, MotoServer
 from tests.templates import create_request, literal_map, task_template
 
 SECRETS = [{"group": "aws-batch", "key": "api-token",
@@ -118,7 +118,7 @@ CASES: dict[str, tuple[Callable[[], agent_pb2.CreateTaskRequest], dict[str, Any]
 
 
 @pytest.mark.parametrize("name", list(CASES))
-async def test_submit_job(name: str, fresh_account: Aws) -> None:
+async def test_submit_job(name: str, fresh_account: MotoServer) -> None:
     make, config = CASES[name]
     req = make()
     async with plugin_server(fresh_account, ScriptedBatch(), config) as plugin:

@@ -348,27 +348,33 @@ def test_service_defaults_validate_against_the_config_schema() -> None:
 
 # --- propeller, IRSA, network, monitoring -------------------------------------------------------------
 
-def _notes_propeller_config(notes: str) -> dict[str, Any]:
-    block = notes.split("# --- propeller config: begin\n", 1)[1].split("# --- propeller config: end", 1)[0]
+def _notes_propeller_config(notes: str, marker: str = "propeller config") -> dict[str, Any]:
+    block = notes.split(f"# --- {marker}: begin\n", 1)[1].split(f"# --- {marker}: end", 1)[0]
     data: dict[str, Any] = yaml.safe_load(block)
     return data
 
 
+@pytest.mark.parametrize("flyte", [1, 2])
 @pytest.mark.parametrize("which", ["default", "full"])
 def test_notes_print_the_same_propeller_config_as_the_cli(
-    which: str, default_render: Rendered, full_render: Rendered
+    which: str, flyte: int, default_render: Rendered, full_render: Rendered
 ) -> None:
     rendered = default_render if which == "default" else full_render
     if which == "default":
-        endpoint, tls = f"k8s://{FULLNAME}.{NAMESPACE}:8000", False
+        # Flyte 2's executor has no k8s:// resolver: without the headless Service, a plain host:port.
+        endpoint = f"k8s://{FULLNAME}.{NAMESPACE}:8000" if flyte == 1 else f"{FULLNAME}.{NAMESPACE}:8000"
+        tls = False
     else:
         endpoint, tls = f"dns:///{FULLNAME}-headless.{NAMESPACE}.svc.cluster.local:8000", True
-    from_notes = _notes_propeller_config(rendered.notes)
-    assert from_notes == propeller_config.build(endpoint, tls=tls)
-    result = run_cli("propeller-config", "--endpoint", endpoint, *(["--tls"] if tls else []))
+    marker, flags = ("propeller config", []) if flyte == 1 else ("flyte2 executor config", ["--flyte2"])
+    from_notes = _notes_propeller_config(rendered.notes, marker)
+    assert from_notes == propeller_config.build(endpoint, tls=tls, flyte2=flyte == 2)
+    result = run_cli("propeller-config", *flags, "--endpoint", endpoint, *(["--tls"] if tls else []))
     assert result.returncode == 0, result.stderr
     assert yaml.safe_load(result.stdout) == from_notes
-    assert f"--endpoint {endpoint}{' --tls' if tls else ''}`" in rendered.notes
+    assert f"propeller-config {' '.join([*flags, ''])}--endpoint {endpoint}{' --tls' if tls else ''}`" in rendered.notes
+    # The Flyte 2 block comes after the Flyte 1 one.
+    assert rendered.notes.index("# --- propeller config: end") < rendered.notes.index("# --- flyte2 executor config: begin")
 
 
 def test_irsa_role_annotation(default_render: Rendered, full_render: Rendered) -> None:

@@ -174,3 +174,37 @@ def test_propeller_config_rejects_an_empty_endpoint(capsys: pytest.CaptureFixtur
     code, out, err = _propeller(capsys, "--endpoint", " ")
     assert (code, out) == (2, "")
     assert "endpoint must not be empty" in err
+
+
+def test_propeller_config_for_flyte2(capsys: pytest.CaptureFixture[str]) -> None:
+    endpoint = "dns:///aap-headless.flyte.svc.cluster.local:8000"
+    code, out, err = _propeller(capsys, "--flyte2", "--endpoint", endpoint)
+    assert (code, err) == (0, "")
+    assert ">= v2.0.28" in out and "container_array" in out  # the header: backend version, what differs
+    config = _load(out)
+    # Flyte 2 has no enabled-plugins (every plugin is registered) and no map task type.
+    assert config["tasks"] == {"task-plugins": {"default-for-task-types": {"aws-batch": "connector-service"}}}
+    section = config["plugins"]["connector-service"]
+    assert set(config["plugins"]) == {"connector-service"}
+    assert set(section) == {"defaultConnector", "supportedTaskTypes", "webApi"}
+    assert section["supportedTaskTypes"] == ["aws-batch"]
+    deployment = section["defaultConnector"]
+    assert (deployment["endpoint"], deployment["insecure"], deployment["defaultTimeout"]) == (endpoint, True, "10s")
+    assert deployment["timeouts"] == {"CreateTask": "10s", "GetTask": "30s", "DeleteTask": "10s",
+                                      "ListConnectors": "3s"}
+    assert section["webApi"]["readRateLimiter"] == {"qps": 50, "burst": 200}
+    _, out, _ = _propeller(capsys, "--flyte2", "--tls", "--endpoint", endpoint)
+    assert _load(out)["plugins"]["connector-service"]["defaultConnector"]["insecure"] is False
+
+
+def test_propeller_config_for_flyte2_rejects_k8s_endpoints_and_agent_service(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = _propeller(capsys, "--flyte2", "--endpoint", "k8s://aws-array-plugin.flyte:8000")
+    assert (code, out) == (2, "")
+    assert "no k8s:// resolver" in err and "dns:///" in err
+    result = run_cli("propeller-config", "--flyte2", "--agent-service", "--endpoint", "dns:///aap:8000")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert "--flyte2 and --agent-service" in result.stderr
+    _, out, _ = _propeller(capsys, "--flyte2", "--endpoint", "aws-array-plugin.flyte:8000")
+    assert "not load-balanced" in out

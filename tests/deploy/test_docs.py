@@ -167,3 +167,19 @@ def test_the_propeller_doc_shows_what_the_cli_prints(agent_service: bool) -> Non
     for needed in ("supportedTaskTypes", "default-for-task-types", "readRateLimiter", "insecure: false",
                    "flytekit.core.legacy_map_task", "dns:///", "k8s://", "agent-service"):
         assert needed in text, needed
+
+
+def test_the_flyte2_doc_shows_what_the_cli_prints_and_is_linked() -> None:
+    text = (DOCS / "flyte2.md").read_text()
+    block = re.search(r"```yaml\n(tasks:.*?)```", text, re.S)
+    assert block
+    shown = yaml.safe_load(block.group(1))
+    endpoint = shown["plugins"]["connector-service"]["defaultConnector"]["endpoint"]
+    assert shown == propeller_config.build(endpoint, flyte2=True)
+    for needed in ("supportedTaskTypes", "default-for-task-types", propeller_config.FLYTE2_MIN_BACKEND,
+                   "aws-array-plugin-flyte", "aws_array_plugin_flyte", "plugins/flyte2", "pip install ./plugins/flyte2",
+                   "plugin_config=AWSBatch(", "@env.task", "{{.runName}}", "{{.actionName}}", "error.pb",
+                   "container_array", "rateLimits.submit", "readRateLimiter", "k8s://", "iam.md"):
+        assert needed in text, needed
+    assert "](flyte2.md)" in (DOCS / "propeller.md").read_text()
+    assert "](docs/flyte2.md)" in (REPO / "README.md").read_text()

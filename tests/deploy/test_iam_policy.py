@@ -9,8 +9,7 @@ import re
 from typing import Any
 
 from aws_array_plugin.aws_calls import CALL_CLASSES
-from aws_array_plugin.submission_journal import journal_uri
-from aws_array_plugin.submissions import record_uri
+from aws_array_plugin.submissions import journal_uri, record_uri
 from tests.deploy.support import REPO
 
 PACKAGE = REPO / "aws_array_plugin"  # the emulator and the demo are in devtools/, not in the package

@@ -59,7 +59,7 @@ def _modules(names: Sequence[str]) -> set[str]:
 def test_the_runtime_wheel_holds_the_service_and_neither_the_emulator_nor_the_demo(runtime_wheel: Path) -> None:
     names = zipfile.ZipFile(runtime_wheel).namelist()
     modules = _modules(names)
-    assert {"aws_array_plugin.cli", "aws_array_plugin.server", "aws_array_plugin.service",
+    assert {"aws_array_plugin.cli", "aws_array_plugin.server", "aws_array_plugin.core", "aws_array_plugin.faces.flyte1",
             "aws_array_plugin._proto.resource_meta_pb2"} <= modules  # fmt: skip
     assert "aws_array_plugin/py.typed" in names
     distribution, version = runtime_wheel.name.split("-")[:2]

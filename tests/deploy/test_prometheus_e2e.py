@@ -3,10 +3,6 @@ scrapes its /metrics, and the dashboard's queries and the alert rules work on wh
 
 from __future__ import annotations
 
-import json
-import os
-import select
-import signal
 import subprocess
 import sys
 import time
@@ -18,8 +14,11 @@ import grpc
 import pytest
 import yaml
 
+from aws_array_plugin_demo.propeller import TERMINAL, shell
+from aws_batch_emulator.process import EmulatorProcess, terminate
 from tests.deploy.support import REPO, PrometheusServer, free_port, start_prometheus, stop_prometheus
 from tests.deploy.test_observability import ALERTS, GRAFANA_VARIABLES, dashboard
+from tests.replicas import start_emulator, subprocess_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -33,44 +32,14 @@ NO_DATA_EXPECTED = {
 NOT_YET_EXPORTED: set[str] = set()
 
 
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
-    return env
-
-
-def _read_json_line(process: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
-    assert process.stdout is not None
-    ready, _, _ = select.select([process.stdout], [], [], timeout)
-    assert ready, "the emulator printed nothing"
-    line = process.stdout.readline()
-    data: dict[str, Any] = json.loads(line)
-    return data
-
-
-def _stop(process: subprocess.Popen[Any]) -> int | None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            return process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-            return None
-    return process.returncode
-
-
 @pytest.fixture
-def emulator(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "aws_batch_emulator", "--port", "0", "--step", "0.05", "--concurrency", "8",
-         "--throttle", "DescribeJobs=0.3", "--throttle", "SubmitJob=0.3", "--seed", "7", "--workdir", str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO, env=_env(),
-    )
+def emulator_process(tmp_path: Path) -> Iterator[EmulatorProcess]:
+    process = start_emulator(tmp_path, "--step", "0.05", "--concurrency", "8", "--throttle", "DescribeJobs=0.3",
+                             "--throttle", "SubmitJob=0.3", "--seed", "7")
     try:
-        yield _read_json_line(process, timeout=60)
+        yield process
     finally:
-        _stop(process)
+        process.stop()
 
 
 def _wait_serving(channel: grpc.Channel, process: subprocess.Popen[Any], log: Path, timeout: float = 60) -> None:
@@ -99,14 +68,10 @@ def _requests(info: dict[str, Any]) -> list[tuple[str, Any]]:
     for i in range(2):
         req = create_request(task_template("awsbatch_minimal_task"), bucket=info["bucket"], execution=f"single{i}",
                              inputs=literal_map({"x": i}, {"x": int}))
-        del req.template.container.args[:]
-        req.template.container.args.extend(["sh", "-c", "exit 0"])
-        requests.append(("aws-batch", req))
+        requests.append(("aws-batch", shell(req, "exit 0")))
     req = create_request(task_template("square_legacy_map"), bucket=info["bucket"], execution="map6",
                          inputs=literal_map({"x": list(range(6))}, {"x": list[int]}))
-    del req.template.container.args[:]
-    req.template.container.args.extend(["sh", "-c", 'test "${AWS_BATCH_JOB_ARRAY_INDEX:-0}" != 3'])
-    requests.append(("container_array", req))
+    requests.append(("container_array", shell(req, 'test "${AWS_BATCH_JOB_ARRAY_INDEX:-0}" != 3')))
     return requests
 
 
@@ -118,25 +83,22 @@ def _query(prometheus: PrometheusServer, expr: str) -> list[dict[str, Any]]:
 
 
 def test_prometheus_scrapes_a_running_plugin_and_the_dashboard_shows_data(
-    emulator: dict[str, Any], tmp_path: Path
+    emulator_process: EmulatorProcess, tmp_path: Path
 ) -> None:
     from flyteidl.admin import agent_pb2
-    from flyteidl.core import execution_pb2
     from flyteidl.service import agent_pb2_grpc
 
     grpc_port, metrics_port = free_port(), free_port()
     config = {
-        "region": emulator["region"],
-        "defaultQueue": emulator["queue"],
+        "region": emulator_process.info["region"],
+        "defaultQueue": emulator_process.info["queue"],
         "allowedRoles": ["*"],
         "status": {"refreshInterval": "1s", "maxStaleness": "1s"},
         "server": {"gracePeriod": "5s"},
     }
     config_file = tmp_path / "config.yaml"
     config_file.write_text(yaml.safe_dump(config))
-    env = _env()
-    env.update({"AWS_ENDPOINT_URL": emulator["endpoint"], "AWS_ACCESS_KEY_ID": "testing",
-                "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": emulator["region"]})
+    env = subprocess_env(emulator_process.client_env())
     log = tmp_path / "serve.log"
     plugin = subprocess.Popen(
         [sys.executable, "-m", "aws_array_plugin", "serve", "--host", "127.0.0.1", "--port", str(grpc_port),
@@ -162,11 +124,9 @@ def test_prometheus_scrapes_a_running_plugin_and_the_dashboard_shows_data(
 
         agents = agent_pb2_grpc.AsyncAgentServiceStub(channel)
         metas = []
-        for task_type, req in _requests(emulator):
+        for task_type, req in _requests(emulator_process.info):
             resp = agents.CreateTask(req, timeout=30)
             metas.append((task_type, resp.resource_meta, req.output_prefix))
-        terminal = {execution_pb2.TaskExecution.SUCCEEDED, execution_pb2.TaskExecution.FAILED,
-                    execution_pb2.TaskExecution.RETRYABLE_FAILED, execution_pb2.TaskExecution.ABORTED}
         phases: dict[int, int] = {}
         deadline = time.monotonic() + 60
         while len(phases) < len(metas) and time.monotonic() < deadline:
@@ -177,7 +137,7 @@ def test_prometheus_scrapes_a_running_plugin_and_the_dashboard_shows_data(
                     task_type=task_type, resource_meta=meta, output_prefix=prefix,
                     task_category=agent_pb2.TaskCategory(name=task_type, version=1 if task_type == "container_array" else 0),
                 ), timeout=30).resource
-                if res.phase in terminal:
+                if res.phase in TERMINAL:
                     phases[i] = res.phase
             time.sleep(0.3)
         assert len(phases) == len(metas), f"tasks did not finish: {phases}; {log.read_text()[-3000:]}"
@@ -219,7 +179,7 @@ def test_prometheus_scrapes_a_running_plugin_and_the_dashboard_shows_data(
         assert float(throttled[0]["value"][1]) >= 1.0
         if "aws_array_plugin_tracked_jobs" not in NOT_YET_EXPORTED:
             queues = {r["metric"]["queue"] for r in _query(prometheus, "aws_array_plugin_tracked_jobs")}
-            assert queues == {emulator["queue"]}
+            assert queues == {emulator_process.info["queue"]}
 
         # Every alert rule evaluates on the real series without error.
         groups = prometheus.get("/api/v1/rules")[1]["data"]["groups"]
@@ -229,6 +189,6 @@ def test_prometheus_scrapes_a_running_plugin_and_the_dashboard_shows_data(
     finally:
         if prometheus is not None:
             stop_prometheus(prometheus)
-        code = _stop(plugin)
+        code = terminate(plugin)
     # SIGTERM: the server drains and exits 0.
     assert code == 0, log.read_text()[-3000:]

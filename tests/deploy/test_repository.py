@@ -148,7 +148,7 @@ def test_the_lock_pins_every_package_of_the_test_extra_at_its_installed_version(
         if line.strip() and not line.startswith("#"):
             name, _, version = line.partition("==")
             pinned[str(canonicalize_name(name))] = version.strip()
-    local = {"aws-array-plugin", "aws-array-plugin-devtools"}
+    local = {"aws-array-plugin", "aws-array-plugin-devtools", "aws-array-plugin-flyte"}
     assert not local & pinned.keys(), "the lock pins a distribution of this repository"
     needed = {n: v for n, v in _installed_closure("aws-array-plugin", ("test",)).items()
               if n not in local | {"pip", "setuptools", "wheel"}}

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from emu_support import BUCKET, QUEUE, STEP, Aws
 
 from aws_batch_emulator import Emulator
+from tests.emulator.support import BUCKET, QUEUE, STEP, EmulatorClients
 
 
 @pytest.fixture(scope="session")
@@ -32,14 +32,14 @@ def _clean(emu: Emulator) -> None:
 
 
 @pytest.fixture
-def aws(emulator: Emulator) -> Iterator[Aws]:
-    yield Aws(emulator)
+def emulator_clients(emulator: Emulator) -> Iterator[EmulatorClients]:
+    yield EmulatorClients(emulator)
     _clean(emulator)
 
 
 @pytest.fixture
-def small_aws(small_emulator: Emulator) -> Iterator[Aws]:
-    yield Aws(small_emulator)
+def small_emulator_clients(small_emulator: Emulator) -> Iterator[EmulatorClients]:
+    yield EmulatorClients(small_emulator)
     _clean(small_emulator)
 
 

@@ -5,18 +5,19 @@ from __future__ import annotations
 import asyncio
 
 from aiobotocore.session import get_session
-from emu_support import Aws
+
+from tests.emulator.support import EmulatorClients
 
 
-async def test_aiobotocore_client_in_a_running_loop(aws: Aws) -> None:
-    jd = aws.job_definition(["sh", "-c", "echo async"])
+async def test_aiobotocore_client_in_a_running_loop(emulator_clients: EmulatorClients) -> None:
+    jd = emulator_clients.job_definition(["sh", "-c", "echo async"])
     session = get_session()
     async with (
-        session.create_client("batch", **aws.info.client_kwargs()) as batch,
-        session.create_client("logs", **aws.info.client_kwargs()) as logs,
-        session.create_client("s3", **aws.info.client_kwargs()) as s3,
+        session.create_client("batch", **emulator_clients.info.client_kwargs()) as batch,
+        session.create_client("logs", **emulator_clients.info.client_kwargs()) as logs,
+        session.create_client("s3", **emulator_clients.info.client_kwargs()) as s3,
     ):
-        submitted = await batch.submit_job(jobName="async", jobQueue=aws.info.queue, jobDefinition=jd)
+        submitted = await batch.submit_job(jobName="async", jobQueue=emulator_clients.info.queue, jobDefinition=jd)
         job_id = submitted["jobId"]
         for _ in range(500):
             job = (await batch.describe_jobs(jobs=[job_id]))["jobs"][0]
@@ -28,6 +29,6 @@ async def test_aiobotocore_client_in_a_running_loop(aws: Aws) -> None:
             logGroupName="/aws/batch/job", logStreamName=job["container"]["logStreamName"], startFromHead=True
         )
         assert [e["message"] for e in events["events"]] == ["async"]
-        await s3.put_object(Bucket=aws.info.bucket, Key="async/k", Body=b"data")
-        body = await (await s3.get_object(Bucket=aws.info.bucket, Key="async/k"))["Body"].read()
+        await s3.put_object(Bucket=emulator_clients.info.bucket, Key="async/k", Body=b"data")
+        body = await (await s3.get_object(Bucket=emulator_clients.info.bucket, Key="async/k"))["Body"].read()
         assert body == b"data"

@@ -15,9 +15,9 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from emu_support import NO_RETRY, Aws
 
 from aws_batch_emulator import Emulator, FaultRule
+from tests.emulator.support import NO_RETRY, EmulatorClients
 
 
 def _http(endpoint: str, method: str, path: str, body: Any = None) -> Any:
@@ -27,11 +27,11 @@ def _http(endpoint: str, method: str, path: str, body: Any = None) -> Any:
         return json.load(response)
 
 
-def _throttled_share(aws: Aws, calls: int) -> float:
+def _throttled_share(emulator_clients: EmulatorClients, calls: int) -> float:
     throttled = 0
     for _ in range(calls):
         try:
-            aws.batch.describe_jobs(jobs=["x"])
+            emulator_clients.batch.describe_jobs(jobs=["x"])
         except ClientError as exc:
             assert exc.response["Error"]["Code"] == "TooManyRequestsException"
             assert exc.response["ResponseMetadata"]["HTTPStatusCode"] == 429
@@ -39,20 +39,20 @@ def _throttled_share(aws: Aws, calls: int) -> float:
     return throttled / calls
 
 
-def test_throttle_rate_is_within_tolerance_and_looks_like_aws(aws: Aws) -> None:
-    aws.emulator.set_faults({"DescribeJobs": FaultRule(throttle=0.3)}, seed=1)
-    share = _throttled_share(aws, 400)
+def test_throttle_rate_is_within_tolerance_and_looks_like_aws(emulator_clients: EmulatorClients) -> None:
+    emulator_clients.emulator.set_faults({"DescribeJobs": FaultRule(throttle=0.3)}, seed=1)
+    share = _throttled_share(emulator_clients, 400)
     assert 0.22 <= share <= 0.38
-    assert aws.emulator.stats()["DescribeJobs"] == 400
+    assert emulator_clients.emulator.stats()["DescribeJobs"] == 400
     # Only the named operation is affected.
     for _ in range(20):
-        aws.batch.list_jobs(jobQueue=aws.info.queue)
+        emulator_clients.batch.list_jobs(jobQueue=emulator_clients.info.queue)
 
 
-def test_throttled_calls_are_retried_by_botocore(aws: Aws) -> None:
-    aws.emulator.set_faults({"DescribeJobs": {"throttle": 0.5}}, seed=3)
+def test_throttled_calls_are_retried_by_botocore(emulator_clients: EmulatorClients) -> None:
+    emulator_clients.emulator.set_faults({"DescribeJobs": {"throttle": 0.5}}, seed=3)
     retrying = boto3.client(
-        "batch", config=Config(retries={"mode": "legacy", "max_attempts": 10}), **aws.info.client_kwargs()
+        "batch", config=Config(retries={"mode": "legacy", "max_attempts": 10}), **emulator_clients.info.client_kwargs()
     )
     retries = 0
     for _ in range(4):
@@ -60,62 +60,62 @@ def test_throttled_calls_are_retried_by_botocore(aws: Aws) -> None:
         assert response["jobs"] == []
         retries += response["ResponseMetadata"]["RetryAttempts"]
     assert retries > 0
-    assert aws.emulator.stats()["DescribeJobs"] == 4 + retries  # the throttled tries were counted too
+    assert emulator_clients.emulator.stats()["DescribeJobs"] == 4 + retries  # the throttled tries were counted too
 
 
-def test_server_errors_are_modelled_server_exceptions(aws: Aws) -> None:
-    aws.emulator.set_faults({"SubmitJob": FaultRule(error=1.0, error_status=503)})
-    with pytest.raises(aws.batch.exceptions.ServerException) as excinfo:
-        aws.submit(aws.job_definition(["true"]))
+def test_server_errors_are_modelled_server_exceptions(emulator_clients: EmulatorClients) -> None:
+    emulator_clients.emulator.set_faults({"SubmitJob": FaultRule(error=1.0, error_status=503)})
+    with pytest.raises(emulator_clients.batch.exceptions.ServerException) as excinfo:
+        emulator_clients.submit(emulator_clients.job_definition(["true"]))
     assert excinfo.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
 
 
-def test_wildcard_rule_and_latency(aws: Aws) -> None:
-    aws.emulator.set_faults({"*": FaultRule(latency_ms=150), "DescribeJobs": FaultRule()})
+def test_wildcard_rule_and_latency(emulator_clients: EmulatorClients) -> None:
+    emulator_clients.emulator.set_faults({"*": FaultRule(latency_ms=150), "DescribeJobs": FaultRule()})
     started = time.monotonic()
-    aws.batch.list_jobs(jobQueue=aws.info.queue)
+    emulator_clients.batch.list_jobs(jobQueue=emulator_clients.info.queue)
     assert time.monotonic() - started >= 0.15
     started = time.monotonic()
-    aws.batch.describe_jobs(jobs=["x"])  # its own rule (no latency) wins over `*`
+    emulator_clients.batch.describe_jobs(jobs=["x"])  # its own rule (no latency) wins over `*`
     assert time.monotonic() - started < 0.15
 
 
-def test_other_services_get_their_own_throttling_shape(aws: Aws) -> None:
-    aws.emulator.set_faults({"GetObject": FaultRule(throttle=1.0), "GetLogEvents": FaultRule(throttle=1.0)})
+def test_other_services_get_their_own_throttling_shape(emulator_clients: EmulatorClients) -> None:
+    emulator_clients.emulator.set_faults({"GetObject": FaultRule(throttle=1.0), "GetLogEvents": FaultRule(throttle=1.0)})
     with pytest.raises(ClientError) as s3_error:
-        aws.s3.get_object(Bucket=aws.info.bucket, Key="missing")
+        emulator_clients.s3.get_object(Bucket=emulator_clients.info.bucket, Key="missing")
     assert s3_error.value.response["Error"]["Code"] == "SlowDown"
     with pytest.raises(ClientError) as logs_error:
-        aws.logs.get_log_events(logGroupName="/aws/batch/job", logStreamName="x")
+        emulator_clients.logs.get_log_events(logGroupName="/aws/batch/job", logStreamName="x")
     assert logs_error.value.response["Error"]["Code"] == "ThrottlingException"
 
 
-def test_stats_count_calls_per_operation_and_reset(aws: Aws) -> None:
-    aws.emulator.reset_stats()
+def test_stats_count_calls_per_operation_and_reset(emulator_clients: EmulatorClients) -> None:
+    emulator_clients.emulator.reset_stats()
     for _ in range(3):
-        aws.batch.describe_jobs(jobs=["x"])
-    aws.s3.put_object(Bucket=aws.info.bucket, Key="k", Body=b"v")
-    aws.s3.get_object(Bucket=aws.info.bucket, Key="k")
-    aws.logs.describe_log_groups()
-    assert aws.emulator.stats() == {"DescribeJobs": 3, "PutObject": 1, "GetObject": 1, "DescribeLogGroups": 1}
-    aws.emulator.reset_stats()
-    assert aws.emulator.stats() == {}
+        emulator_clients.batch.describe_jobs(jobs=["x"])
+    emulator_clients.s3.put_object(Bucket=emulator_clients.info.bucket, Key="k", Body=b"v")
+    emulator_clients.s3.get_object(Bucket=emulator_clients.info.bucket, Key="k")
+    emulator_clients.logs.describe_log_groups()
+    assert emulator_clients.emulator.stats() == {"DescribeJobs": 3, "PutObject": 1, "GetObject": 1, "DescribeLogGroups": 1}
+    emulator_clients.emulator.reset_stats()
+    assert emulator_clients.emulator.stats() == {}
 
 
-def test_http_control_api(aws: Aws) -> None:
-    endpoint = aws.info.endpoint
-    assert _http(endpoint, "GET", "/_emulator/info") == aws.info.to_json()
+def test_http_control_api(emulator_clients: EmulatorClients) -> None:
+    endpoint = emulator_clients.info.endpoint
+    assert _http(endpoint, "GET", "/_emulator/info") == emulator_clients.info.to_json()
     rules = _http(endpoint, "POST", "/_emulator/faults", {"rules": {"DescribeJobs": {"throttle": 1.0}}, "seed": 5})
     assert rules["rules"]["DescribeJobs"]["throttle"] == 1.0
     assert _http(endpoint, "GET", "/_emulator/faults")["rules"]["DescribeJobs"]["throttle"] == 1.0
-    assert _throttled_share(aws, 5) == 1.0
+    assert _throttled_share(emulator_clients, 5) == 1.0
     assert _http(endpoint, "GET", "/_emulator/stats") == {"DescribeJobs": 5}
     _http(endpoint, "DELETE", "/_emulator/faults")
-    assert _throttled_share(aws, 5) == 0.0
+    assert _throttled_share(emulator_clients, 5) == 0.0
     _http(endpoint, "DELETE", "/_emulator/stats")
     assert _http(endpoint, "GET", "/_emulator/stats") == {}
     _http(endpoint, "POST", "/_emulator/faults", {"ListJobs": {"error": 1.0}})  # bare mapping form
-    assert aws.emulator.faults() == {"ListJobs": FaultRule(error=1.0)}
+    assert emulator_clients.emulator.faults() == {"ListJobs": FaultRule(error=1.0)}
     summary = _http(endpoint, "GET", "/_emulator/jobs")
     assert summary["jobs"] == 0 and summary["rssBytes"] > 0
     with pytest.raises(urllib.error.HTTPError) as bad:
@@ -123,15 +123,15 @@ def test_http_control_api(aws: Aws) -> None:
     assert bad.value.code == 400
 
 
-def test_jobs_summary_and_reset(aws: Aws) -> None:
-    jd = aws.job_definition(["sleep", "30"])
-    aws.submit(jd)
-    aws.submit(jd, arrayProperties={"size": 4})
-    summary = aws.emulator.jobs_summary()
+def test_jobs_summary_and_reset(emulator_clients: EmulatorClients) -> None:
+    jd = emulator_clients.job_definition(["sleep", "30"])
+    emulator_clients.submit(jd)
+    emulator_clients.submit(jd, arrayProperties={"size": 4})
+    summary = emulator_clients.emulator.jobs_summary()
     assert (summary["jobs"], summary["arrayJobs"], summary["arrayChildren"]) == (2, 1, 4)
     assert sum(summary["units"].values()) == 5
-    _http(aws.info.endpoint, "POST", "/_emulator/reset")
-    assert aws.emulator.jobs_summary()["jobs"] == 0
+    _http(emulator_clients.info.endpoint, "POST", "/_emulator/reset")
+    assert emulator_clients.emulator.jobs_summary()["jobs"] == 0
 
 
 def test_server_listens_on_loopback_only(emulator: Emulator) -> None:
@@ -145,10 +145,10 @@ def test_start_is_fast_and_stop_kills_jobs() -> None:
     emu = Emulator(port=0, step=0.05, concurrency=2, queue="fast-start", bucket="fast-start-data")
     info = emu.start()
     assert time.monotonic() - started < 2.0
-    aws = Aws(emu)
-    job_id = aws.submit(aws.job_definition(["sh", "-c", "echo $$; sleep 60"]))
-    job = aws.wait_status(job_id, "RUNNING")
-    pid = int(aws_wait_first_line(aws, job["container"]["logStreamName"]))
+    emulator_clients = EmulatorClients(emu)
+    job_id = emulator_clients.submit(emulator_clients.job_definition(["sh", "-c", "echo $$; sleep 60"]))
+    job = emulator_clients.wait_status(job_id, "RUNNING")
+    pid = int(aws_wait_first_line(emulator_clients, job["container"]["logStreamName"]))
     emu.stop()
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and _alive(pid):
@@ -157,10 +157,10 @@ def test_start_is_fast_and_stop_kills_jobs() -> None:
     assert info.queue == "fast-start"
 
 
-def aws_wait_first_line(aws: Aws, stream: str) -> str:
-    from emu_support import wait_for
+def aws_wait_first_line(emulator_clients: EmulatorClients, stream: str) -> str:
+    from tests.support import wait_for
 
-    lines: list[str] = wait_for(lambda: aws.log_messages(stream))
+    lines: list[str] = wait_for(lambda: emulator_clients.log_messages(stream))
     return lines[0]
 
 
@@ -242,11 +242,11 @@ def test_bad_settings_fail_fast() -> None:
         Emulator(region="mars-1", queue="q-mars", bucket="b-mars").start()
 
 
-def test_concurrent_conditional_s3_writes_have_one_winner(aws: Aws) -> None:
+def test_concurrent_conditional_s3_writes_have_one_winner(emulator_clients: EmulatorClients) -> None:
     """S3 conditional writes are atomic: of concurrent writes with one precondition exactly one succeeds."""
     import threading
 
-    clients = [boto3.client("s3", config=NO_RETRY, **aws.info.client_kwargs()) for _ in range(12)]
+    clients = [boto3.client("s3", config=NO_RETRY, **emulator_clients.info.client_kwargs()) for _ in range(12)]
 
     def race(key: str, text: str, **condition: str) -> tuple[int, set[str]]:
         barrier = threading.Barrier(len(clients))
@@ -256,7 +256,7 @@ def test_concurrent_conditional_s3_writes_have_one_winner(aws: Aws) -> None:
         def put(i: int) -> None:
             barrier.wait()
             try:
-                clients[i].put_object(Bucket=aws.info.bucket, Key=key, Body=f"{text} {i}".encode() * 1000, **condition)
+                clients[i].put_object(Bucket=emulator_clients.info.bucket, Key=key, Body=f"{text} {i}".encode() * 1000, **condition)
                 wins.append(i)
             except ClientError as exc:
                 codes.add(exc.response["Error"]["Code"])
@@ -271,6 +271,6 @@ def test_concurrent_conditional_s3_writes_have_one_winner(aws: Aws) -> None:
     for round_ in range(3):
         key = f"claims/record-{round_}.json"
         assert race(key, "created by", IfNoneMatch="*") == (1, {"PreconditionFailed"})
-        etag = aws.s3.head_object(Bucket=aws.info.bucket, Key=key)["ETag"]
+        etag = emulator_clients.s3.head_object(Bucket=emulator_clients.info.bucket, Key=key)["ETag"]
         # New content: the ETag is the content's MD5, so rewriting the same bytes would keep it matching (as in S3).
         assert race(key, "replaced by", IfMatch=etag) == (1, {"PreconditionFailed"})

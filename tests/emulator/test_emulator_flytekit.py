@@ -6,8 +6,9 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from emu_support import Aws
 from flyteidl.core import literals_pb2
+
+from tests.emulator.support import EmulatorClients
 
 HERE = Path(__file__).resolve().parent
 
@@ -32,34 +33,34 @@ def _pyflyte_execute(bucket: str, prefix: str, task: str) -> list[str]:
     ]  # fmt: skip
 
 
-def test_pyflyte_execute_reads_and_writes_emulated_s3(aws: Aws) -> None:
+def test_pyflyte_execute_reads_and_writes_emulated_s3(emulator_clients: EmulatorClients) -> None:
     prefix = f"e2e/{uuid.uuid4().hex}"
-    aws.s3.put_object(Bucket=aws.info.bucket, Key=f"{prefix}/inputs.pb", Body=_int_literals(x=21).SerializeToString())
-    jd = aws.job_definition(
-        _pyflyte_execute(aws.info.bucket, prefix, "double"),
+    emulator_clients.s3.put_object(Bucket=emulator_clients.info.bucket, Key=f"{prefix}/inputs.pb", Body=_int_literals(x=21).SerializeToString())
+    jd = emulator_clients.job_definition(
+        _pyflyte_execute(emulator_clients.info.bucket, prefix, "double"),
         environment={"PYTHONPATH": str(HERE)},  # the task module lives next to this test
     )
-    job = aws.wait_status(aws.submit(jd, name="flytekit-double"), timeout=90)
-    assert job["status"] == "SUCCEEDED", (job.get("statusReason"), aws.log_messages(job["container"]["logStreamName"]))
+    job = emulator_clients.wait_status(emulator_clients.submit(jd, name="flytekit-double"), timeout=90)
+    assert job["status"] == "SUCCEEDED", (job.get("statusReason"), emulator_clients.log_messages(job["container"]["logStreamName"]))
     assert job["container"]["exitCode"] == 0
-    raw = aws.s3.get_object(Bucket=aws.info.bucket, Key=f"{prefix}/out/outputs.pb")["Body"].read()
+    raw = emulator_clients.s3.get_object(Bucket=emulator_clients.info.bucket, Key=f"{prefix}/out/outputs.pb")["Body"].read()
     outputs = literals_pb2.LiteralMap()
     outputs.ParseFromString(raw)
     assert outputs.literals["o0"].scalar.primitive.integer == 42
     # The job really went through the emulator's S3 API.
-    stats = aws.emulator.stats()
+    stats = emulator_clients.emulator.stats()
     assert stats.get("PutObject", 0) >= 2 and stats.get("GetObject", 0) >= 1
 
 
-def test_flytekit_task_error_fails_the_job_and_writes_error_pb(aws: Aws) -> None:
+def test_flytekit_task_error_fails_the_job_and_writes_error_pb(emulator_clients: EmulatorClients) -> None:
     prefix = f"e2e/{uuid.uuid4().hex}"
-    aws.s3.put_object(Bucket=aws.info.bucket, Key=f"{prefix}/inputs.pb", Body=_int_literals(x=-1).SerializeToString())
+    emulator_clients.s3.put_object(Bucket=emulator_clients.info.bucket, Key=f"{prefix}/inputs.pb", Body=_int_literals(x=-1).SerializeToString())
     # As for AWS Batch, flytekit must exit non-zero on a user error for the job to fail.
     env = {"PYTHONPATH": str(HERE), "FLYTE_FAIL_ON_ERROR": "true"}
-    jd = aws.job_definition(_pyflyte_execute(aws.info.bucket, prefix, "double"), environment=env)
-    job = aws.wait_status(aws.submit(jd, name="flytekit-negative"), timeout=90)
+    jd = emulator_clients.job_definition(_pyflyte_execute(emulator_clients.info.bucket, prefix, "double"), environment=env)
+    job = emulator_clients.wait_status(emulator_clients.submit(jd, name="flytekit-negative"), timeout=90)
     assert job["status"] == "FAILED"
     assert job["container"]["exitCode"] != 0
-    keys = [o["Key"] for o in aws.s3.list_objects_v2(Bucket=aws.info.bucket, Prefix=prefix)["Contents"]]
+    keys = [o["Key"] for o in emulator_clients.s3.list_objects_v2(Bucket=emulator_clients.info.bucket, Prefix=prefix)["Contents"]]
     assert f"{prefix}/out/error.pb" in keys
-    assert any("negative input" in line for line in aws.log_messages(job["container"]["logStreamName"]))
+    assert any("negative input" in line for line in emulator_clients.log_messages(job["container"]["logStreamName"]))

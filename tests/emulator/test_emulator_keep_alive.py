@@ -12,10 +12,10 @@ from typing import BinaryIO
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from emu_support import BUCKET
 
 from aws_batch_emulator import Emulator
 from aws_batch_emulator.runtime import EMULATOR_KEY
+from tests.emulator.support import BUCKET
 
 
 def signed(emulator: Emulator, method: str, key: str, body: bytes = b"") -> tuple[str, dict[str, str]]:

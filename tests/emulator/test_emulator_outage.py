@@ -19,16 +19,17 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ConnectionClosedError, EndpointConnectionError
-from emu_support import BUCKET, NO_RETRY, QUEUE, Aws, wait_for
 
 from aws_batch_emulator import Emulator, FaultRule
+from tests.emulator.support import BUCKET, NO_RETRY, QUEUE, EmulatorClients
+from tests.support import wait_for
 
 
 @pytest.fixture
-def own() -> Iterator[Aws]:
+def own() -> Iterator[EmulatorClients]:
     """An emulator of its own: outages must not disturb the shared one."""
     with Emulator(port=0, step=0.05, concurrency=4, queue=QUEUE, bucket=BUCKET) as emu:
-        yield Aws(emu)
+        yield EmulatorClients(emu)
 
 
 def _refused(port: int) -> bool | None:
@@ -54,7 +55,7 @@ def _post(endpoint: str, path: str, body: Any) -> tuple[int, Any]:
         return err.code, json.load(err)
 
 
-def test_restart_refuses_connections_then_answers_on_the_same_port_with_the_same_state(own: Aws) -> None:
+def test_restart_refuses_connections_then_answers_on_the_same_port_with_the_same_state(own: EmulatorClients) -> None:
     emu = own.emulator
     port = emu.info.port
     job_id = own.submit(own.job_definition(["sh", "-c", "sleep 1; echo through the outage"]))
@@ -81,14 +82,14 @@ def test_restart_refuses_connections_then_answers_on_the_same_port_with_the_same
     assert [s["jobId"] for s in listed["jobSummaryList"]] == [job_id]
 
 
-def test_restart_blocks_until_back_by_default(own: Aws) -> None:
+def test_restart_blocks_until_back_by_default(own: EmulatorClients) -> None:
     started = time.monotonic()
     own.emulator.restart(0.3)
     assert own.emulator.is_up and time.monotonic() - started >= 0.3
     assert own.batch.list_jobs(jobQueue=QUEUE)["jobSummaryList"] == []
 
 
-def test_idle_keep_alive_connections_are_dropped_and_in_flight_requests_answered(own: Aws) -> None:
+def test_idle_keep_alive_connections_are_dropped_and_in_flight_requests_answered(own: EmulatorClients) -> None:
     emu = own.emulator
     idle = http.client.HTTPConnection("127.0.0.1", emu.info.port, timeout=5)
     idle.request("GET", "/_emulator/info")
@@ -110,7 +111,7 @@ def test_idle_keep_alive_connections_are_dropped_and_in_flight_requests_answered
     assert emu.wait_up(10)
 
 
-def test_http_control_restart(own: Aws) -> None:
+def test_http_control_restart(own: EmulatorClients) -> None:
     emu, endpoint = own.emulator, own.info.endpoint
     assert _post(endpoint, "/_emulator/restart", {"downtime": "soon"})[0] == 400
     assert _post(endpoint, "/_emulator/restart", {"downtime": -1})[0] == 400

@@ -7,7 +7,6 @@ import io
 from typing import Any
 
 import pytest
-from emu_support import Aws
 
 from aws_batch_emulator import FaultRule
 from aws_batch_emulator.calls import batch_operation, classify, s3_operation
@@ -16,6 +15,7 @@ from aws_batch_emulator.faults import FaultInjector, fault_response
 from aws_batch_emulator.listing import parse_query
 from aws_batch_emulator.model import RUNNING, SUCCEEDED
 from aws_batch_emulator.runtime import Endpoint, _LineBuffer, job_environment
+from tests.emulator.support import EmulatorClients
 
 
 @pytest.mark.parametrize(
@@ -164,44 +164,44 @@ def test_list_query_parsing() -> None:
             parse_query(bad, children=False)
 
 
-def test_depends_on_waits_pending_then_runs(aws: Aws, gate: Any) -> None:
-    first = aws.submit(
-        aws.job_definition(["sh", "-c", 'while [ ! -f "$GATE" ]; do sleep 0.02; done'], environment={"GATE": str(gate)})
+def test_depends_on_waits_pending_then_runs(emulator_clients: EmulatorClients, gate: Any) -> None:
+    first = emulator_clients.submit(
+        emulator_clients.job_definition(["sh", "-c", 'while [ ! -f "$GATE" ]; do sleep 0.02; done'], environment={"GATE": str(gate)})
     )
-    second = aws.submit(aws.job_definition(["true"]), dependsOn=[{"jobId": first}])
-    aws.wait_status(first, "RUNNING")
-    assert aws.wait_status(second, "PENDING")["dependsOn"] == [{"jobId": first}]
+    second = emulator_clients.submit(emulator_clients.job_definition(["true"]), dependsOn=[{"jobId": first}])
+    emulator_clients.wait_status(first, "RUNNING")
+    assert emulator_clients.wait_status(second, "PENDING")["dependsOn"] == [{"jobId": first}]
     gate.touch()
-    assert aws.wait_status(second)["status"] == "SUCCEEDED"
+    assert emulator_clients.wait_status(second)["status"] == "SUCCEEDED"
 
 
-def test_depends_on_a_failed_job_fails(aws: Aws) -> None:
-    first = aws.submit(aws.job_definition(["false"]))
-    second = aws.submit(aws.job_definition(["true"]), dependsOn=[{"jobId": first}], arrayProperties={"size": 2})
-    job = aws.wait_status(second)
+def test_depends_on_a_failed_job_fails(emulator_clients: EmulatorClients) -> None:
+    first = emulator_clients.submit(emulator_clients.job_definition(["false"]))
+    second = emulator_clients.submit(emulator_clients.job_definition(["true"]), dependsOn=[{"jobId": first}], arrayProperties={"size": 2})
+    job = emulator_clients.wait_status(second)
     assert (job["status"], job["statusReason"]) == ("FAILED", "Dependent Job failed")
     assert job["arrayProperties"]["statusSummary"]["FAILED"] == 2
 
 
-def test_bulk_terminate_and_cancel(aws: Aws) -> None:
-    jd = aws.job_definition(["sleep", "30"])
-    ids = [aws.submit(jd, name=f"bulk{i}") for i in range(3)]
+def test_bulk_terminate_and_cancel(emulator_clients: EmulatorClients) -> None:
+    jd = emulator_clients.job_definition(["sleep", "30"])
+    ids = [emulator_clients.submit(jd, name=f"bulk{i}") for i in range(3)]
     for job_id in ids:
-        aws.wait_status(job_id, "RUNNING")
-    response = aws.batch.terminate_jobs(jobs=[*ids, "unknown"], reason="bulk stop")
+        emulator_clients.wait_status(job_id, "RUNNING")
+    response = emulator_clients.batch.terminate_jobs(jobs=[*ids, "unknown"], reason="bulk stop")
     assert (response["successful"], response["errors"]) == ([*ids, "unknown"], [])
     for job_id in ids:
-        assert aws.wait_status(job_id)["statusReason"] == "bulk stop"
-    assert aws.batch.cancel_jobs(jobs=ids, reason="again")["errors"] == []
+        assert emulator_clients.wait_status(job_id)["statusReason"] == "bulk stop"
+    assert emulator_clients.batch.cancel_jobs(jobs=ids, reason="again")["errors"] == []
 
 
-def test_job_tags(aws: Aws) -> None:
-    job_id = aws.submit(aws.job_definition(["true"]), tags={"team": "flyte"})
-    arn = aws.describe(job_id)["jobArn"]
-    assert aws.describe(job_id)["tags"] == {"team": "flyte"}
-    aws.batch.tag_resource(resourceArn=arn, tags={"env": "test"})
-    aws.batch.untag_resource(resourceArn=arn, tagKeys=["team"])
-    assert aws.batch.list_tags_for_resource(resourceArn=arn)["tags"] == {"env": "test"}
+def test_job_tags(emulator_clients: EmulatorClients) -> None:
+    job_id = emulator_clients.submit(emulator_clients.job_definition(["true"]), tags={"team": "flyte"})
+    arn = emulator_clients.describe(job_id)["jobArn"]
+    assert emulator_clients.describe(job_id)["tags"] == {"team": "flyte"}
+    emulator_clients.batch.tag_resource(resourceArn=arn, tags={"env": "test"})
+    emulator_clients.batch.untag_resource(resourceArn=arn, tagKeys=["team"])
+    assert emulator_clients.batch.list_tags_for_resource(resourceArn=arn)["tags"] == {"env": "test"}
 
 
 def test_moto_backends_are_looked_up_once_per_host(monkeypatch: pytest.MonkeyPatch) -> None:

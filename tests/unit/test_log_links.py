@@ -2,7 +2,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from flyteidl.core.execution_pb2 import TaskLog
 
 from aws_array_plugin.log_links import (
     AttemptLog,
@@ -14,6 +13,7 @@ from aws_array_plugin.log_links import (
     log_location,
     single_job_links,
 )
+from aws_array_plugin.task_status import LogLink
 
 PARENT = "6f1c2a7e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"
 BATCH_US = "https://us-east-1.console.aws.amazon.com/batch/home?region=us-east-1#jobs/detail/"
@@ -203,8 +203,8 @@ def test_attempt_logs(detail: Mapping[str, Any], expected: list[AttemptLog]) -> 
     assert attempt_logs(detail) == expected
 
 
-def _links(logs: list[TaskLog]) -> list[tuple[str, str, bool]]:
-    return [(log.name, log.uri, log.ShowWhilePending) for log in logs]
+def _links(logs: list[LogLink]) -> list[tuple[str, str, bool]]:
+    return [(log.name, log.uri, log.show_while_pending) for log in logs]
 
 
 def test_single_job_links_before_any_detail() -> None:
@@ -320,8 +320,6 @@ def test_array_job_links_parent_only() -> None:
     ]
 
 
-def test_links_are_plain_task_logs() -> None:
+def test_links_are_plain_values() -> None:
     (console,) = single_job_links("us-east-1", PARENT)
-    assert console == TaskLog(uri=BATCH_US + PARENT, name="AWS Batch job", ShowWhilePending=True)
-    assert not console.HideOnceFinished
-    assert console.message_format == TaskLog.UNKNOWN
+    assert console == LogLink(name="AWS Batch job", uri=BATCH_US + PARENT, show_while_pending=True)

@@ -94,3 +94,17 @@ server's shutdown budget and the pod's terminationGracePeriodSeconds. */}}
 {{- printf "k8s://%s.%s:%d" $fullname .Release.Namespace (int .Values.ports.grpc) }}
 {{- end }}
 {{- end }}
+
+{{/*
+The service as the Flyte 2 executor reaches it. The executor registers no k8s:// resolver (only
+flytepropeller 1.x does), so without the headless Service this is a plain host:port (one connection,
+not load-balanced). `aws-array-plugin propeller-config --flyte2` rejects k8s:// for the same reason.
+*/}}
+{{- define "aws-array-plugin.flyte2Endpoint" -}}
+{{- $fullname := include "aws-array-plugin.fullname" . }}
+{{- if .Values.service.headless.enabled }}
+{{- printf "dns:///%s-headless.%s.svc.cluster.local:%d" $fullname .Release.Namespace (int .Values.ports.grpc) }}
+{{- else }}
+{{- printf "%s.%s:%d" $fullname .Release.Namespace (int .Values.ports.grpc) }}
+{{- end }}
+{{- end }}

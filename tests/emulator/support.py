@@ -1,16 +1,16 @@
-"""Helpers shared by the emulator tests: polling, and boto3 clients of one emulator with job helpers."""
+"""Helpers shared by the emulator tests: boto3 clients of one emulator with job helpers (`EmulatorClients`)."""
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import boto3
 from botocore.config import Config
 
 from aws_batch_emulator import Emulator
+from tests.support import wait_for
 
 STEP = 0.05
 # Not the defaults: other suites in the same pytest process create `default`/`flyte-data` in moto's shared state.
@@ -20,19 +20,7 @@ TERMINAL = ("SUCCEEDED", "FAILED")
 NO_RETRY = Config(retries={"total_max_attempts": 1})
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.01) -> Any:
-    """Poll until `predicate()` is truthy; return its value or fail after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s; last value {value!r}")
-        time.sleep(interval)
-
-
-class Aws:
+class EmulatorClients:
     """boto3 clients of one emulator, plus helpers."""
 
     def __init__(self, emulator: Emulator) -> None:

@@ -6,22 +6,23 @@ while its previous write is in flight as one object, next to the first one's att
 CreateTask's resource meta points at its entry. The attempt's own submission record is written later, by the
 submission worker right before SubmitJob (a conditional create, so one claim wins however many point at the
 attempt), and from then on it takes precedence. A journal is never changed after it is written, so any
-replica may cache it.
+replica may cache it. An entry is a `SubmissionRecord` plus the URI of the record it claims.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+
+import msgspec
 
 from aws_array_plugin.aws_calls import AwsUnavailable
+from aws_array_plugin.bounded import BoundedCache
 from aws_array_plugin.s3_uris import split_uri
 from aws_array_plugin.storage import S3Store, WriteConflict
+from aws_array_plugin.submissions.record import SubmissionRecord, encode
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,8 @@ JOURNAL_VERSION = 1
 # an object to ~100 KB: what a reading replica parses at once on its event loop (200 entries took ~60 ms on
 # the benchmark machine) and holds per cached journal. More claims at once are written as several objects at once.
 MAX_ENTRIES = 50
-_CACHED_JOURNALS = 32
+# Journals kept parsed: the waiting tasks of a burst poll a few journals over and over.
+CACHED_JOURNALS = 32
 
 
 def journal_uri(record_uri: str) -> str:
@@ -44,10 +46,26 @@ class JournalRef:
     entry: int
 
 
+class JournalEntry(SubmissionRecord, frozen=True, kw_only=True):
+    record: str  # the URI of the submission record this claim is on
+
+
+class _Journal(msgspec.Struct, frozen=True):
+    version: int
+    entries: list[JournalEntry]
+
+
+_DECODER = msgspec.json.Decoder(_Journal)
+
+
+def _claim(entry: JournalEntry) -> SubmissionRecord:
+    return SubmissionRecord(**{name: getattr(entry, name) for name in SubmissionRecord.__struct_fields__})
+
+
 @dataclass
 class _Append:
     record_uri: str
-    record: dict[str, Any]
+    record: SubmissionRecord
     deadline: float | None
     done: asyncio.Future[JournalRef] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
@@ -58,10 +76,10 @@ class SubmissionJournal:
         self._max = max_entries
         self._waiting: dict[str, list[_Append]] = {}  # by bucket
         self._writers: dict[str, asyncio.Task[None]] = {}
-        self._cache: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
-        self._reads: dict[str, asyncio.Task[list[dict[str, Any]] | None]] = {}
+        self._cache: BoundedCache[str, list[JournalEntry]] = BoundedCache(CACHED_JOURNALS)
+        self._reads: dict[str, asyncio.Task[list[JournalEntry] | None]] = {}
 
-    async def append(self, record_uri: str, record: dict[str, Any], deadline: float | None = None) -> JournalRef:
+    async def append(self, record_uri: str, record: SubmissionRecord, deadline: float | None = None) -> JournalRef:
         """Make `record`, the claim on the attempt whose submission record is `record_uri`, durable. Raises what
         the S3 write raised (AwsUnavailable, AwsRequestError) for every claim of a failed write."""
         bucket, _ = split_uri(record_uri)
@@ -72,15 +90,14 @@ class SubmissionJournal:
             self._writers[bucket] = asyncio.create_task(self._write_all(bucket), name=f"journal-{bucket}")
         return await item.done
 
-    async def entry(self, ref: JournalRef, record_uri: str, deadline: float | None = None) -> dict[str, Any] | None:
-        """The claim `ref` points at, or None if the journal is gone or the entry is not this attempt's."""
+    async def entry(self, ref: JournalRef, record_uri: str, deadline: float | None = None
+                    ) -> SubmissionRecord | None:
+        """The claim `ref` points at, or None if the journal is gone or unreadable, or the entry is not this
+        attempt's."""
         entries = await self._read(ref.uri, deadline)
-        if entries is None or not 0 <= ref.entry < len(entries):
+        if entries is None or not 0 <= ref.entry < len(entries) or entries[ref.entry].record != record_uri:
             return None
-        found = dict(entries[ref.entry])
-        if found.pop("record", None) != record_uri:
-            return None
-        return found
+        return _claim(entries[ref.entry])
 
     async def close(self) -> None:
         for task in list(self._writers.values()):
@@ -98,9 +115,9 @@ class SubmissionJournal:
 
     async def _write(self, batch: list[_Append]) -> None:
         uri = journal_uri(batch[0].record_uri)
-        entries = [{"record": a.record_uri, **a.record} for a in batch]
+        entries = [JournalEntry(record=a.record_uri, **msgspec.structs.asdict(a.record)) for a in batch]
         deadlines = [a.deadline for a in batch if a.deadline is not None]
-        body = json.dumps({"version": JOURNAL_VERSION, "entries": entries}, sort_keys=True).encode()
+        body = encode(_Journal(JOURNAL_VERSION, entries))
         try:
             # Written once (If-None-Match): a journal never changes after a replica may have read it.
             await self._store.write(uri, body, create_only=True, content_type="application/json",
@@ -121,10 +138,9 @@ class SubmissionJournal:
             if not a.done.done():
                 a.done.set_exception(exc)
 
-    async def _read(self, uri: str, deadline: float | None) -> list[dict[str, Any]] | None:
+    async def _read(self, uri: str, deadline: float | None) -> list[JournalEntry] | None:
         cached = self._cache.get(uri)
         if cached is not None:
-            self._cache.move_to_end(uri)
             return cached
         # Waiting tasks of one journal are polled together: one GET serves them all.
         reading = self._reads.get(uri)
@@ -134,19 +150,14 @@ class SubmissionJournal:
             reading.add_done_callback(lambda _: self._reads.pop(uri, None))
         return await asyncio.shield(reading)
 
-    async def _fetch(self, uri: str, deadline: float | None) -> list[dict[str, Any]] | None:
+    async def _fetch(self, uri: str, deadline: float | None) -> list[JournalEntry] | None:
         obj = await self._store.read(uri, deadline)
         if obj is None:
             return None
         try:
-            doc = json.loads(obj.data)
-        except ValueError:
-            doc = None
-        entries = doc.get("entries") if isinstance(doc, dict) else None
-        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            entries = _DECODER.decode(obj.data).entries
+        except msgspec.DecodeError:
             log.warning("%s is not a submission journal; its claims cannot be read", uri)
             return None
-        self._cache[uri] = entries
-        while len(self._cache) > _CACHED_JOURNALS:
-            self._cache.popitem(last=False)
+        self._cache.put(uri, entries)
         return entries

@@ -1,0 +1,156 @@
+"""The Flyte 1 face: flyteidl's `AsyncAgentService` and `AgentMetadataService`, as flytepropeller 1.16 calls them.
+
+Decode the request, call the core, encode its answer, count the call; the core's error reasons become gRPC
+status codes (grpc_handlers). No policy and no AWS call here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+from flyteidl.admin import agent_pb2
+from flyteidl.core import execution_pb2, literals_pb2
+from google.protobuf import struct_pb2, timestamp_pb2
+
+from aws_array_plugin.core import NewTask, TaskCore
+from aws_array_plugin.grpc_handlers import abort, budget
+from aws_array_plugin.metrics import Metrics
+from aws_array_plugin.task_specs import build_task_spec
+from aws_array_plugin.task_status import Phase, TaskStatus
+from aws_array_plugin.task_types import TASK_TYPE_VERSIONS, metric_label
+
+AGENT_NAME = "AWS Batch (aws-array-plugin)"
+CHILD_INDEX_METADATA = "child-index"  # GetTaskLogs of an array child: its Flyte index, as gRPC metadata
+
+_T = TypeVar("_T")
+_PHASES = {
+    Phase.QUEUED: execution_pb2.TaskExecution.QUEUED,
+    Phase.INITIALIZING: execution_pb2.TaskExecution.INITIALIZING,
+    Phase.RUNNING: execution_pb2.TaskExecution.RUNNING,
+    Phase.SUCCEEDED: execution_pb2.TaskExecution.SUCCEEDED,
+    Phase.FAILED: execution_pb2.TaskExecution.FAILED,
+    Phase.RETRYABLE_FAILED: execution_pb2.TaskExecution.RETRYABLE_FAILED,
+}
+
+
+def encode_status(status: TaskStatus) -> agent_pb2.Resource:
+    resource = agent_pb2.Resource(phase=_PHASES[status.phase], message=status.message)
+    resource.log_links.extend(execution_pb2.TaskLog(uri=link.uri, name=link.name,
+                                                    ShowWhilePending=link.show_while_pending)
+                              for link in status.links)
+    if status.custom:
+        custom = struct_pb2.Struct()
+        custom.update(status.custom)
+        resource.custom_info.CopyFrom(custom)
+    if status.outputs is not None:
+        resource.outputs.CopyFrom(literals_pb2.LiteralMap.FromString(status.outputs))
+    return resource
+
+
+def new_task(request: agent_pb2.CreateTaskRequest) -> NewTask:
+    ex = request.task_execution_metadata.task_execution_id.node_execution_id.execution_id
+    return NewTask(task_type=request.template.type, output_prefix=request.output_prefix,
+                   execution_id=f"{ex.project}/{ex.domain}/{ex.name}",
+                   translate=lambda config: build_task_spec(request, config))
+
+
+class AgentService:
+    """flyteidl.service.AsyncAgentService."""
+
+    def __init__(self, core: TaskCore, metrics: Metrics) -> None:
+        self._core = core
+        self._metrics = metrics
+
+    async def _measured(self, method: str, task_type: str, body: Callable[[], Awaitable[_T]]) -> _T:
+        started = time.monotonic()
+        outcome = "error"
+        try:
+            result = await body()
+            outcome = "ok"
+            return result
+        finally:
+            label = metric_label(task_type)
+            self._metrics.rpc_requests.labels(method, label, outcome).inc()
+            self._metrics.rpc_latency.labels(method, label).observe(time.monotonic() - started)
+
+    async def CreateTask(self, request: agent_pb2.CreateTaskRequest, context: grpc.aio.ServicerContext
+                         ) -> agent_pb2.CreateTaskResponse:
+        remaining = context.time_remaining()
+        limit = max(0.5, remaining * 0.8) if remaining else None
+        try:
+            meta = await self._measured("CreateTask", request.template.type or "unknown",
+                                        lambda: self._core.create(new_task(request), limit))
+        except Exception as exc:
+            await abort(context, "CreateTask", exc)
+            raise
+        return agent_pb2.CreateTaskResponse(resource_meta=meta)
+
+    async def GetTask(self, request: agent_pb2.GetTaskRequest, context: grpc.aio.ServicerContext
+                      ) -> agent_pb2.GetTaskResponse:
+        task_type = request.task_category.name or request.task_type or "unknown"
+        status = await self._measured("GetTask", task_type,
+                                      lambda: self._core.get(request.resource_meta, budget(context)))
+        return agent_pb2.GetTaskResponse(resource=encode_status(status))
+
+    async def DeleteTask(self, request: agent_pb2.DeleteTaskRequest, context: grpc.aio.ServicerContext
+                         ) -> agent_pb2.DeleteTaskResponse:
+        task_type = request.task_category.name or request.task_type or "unknown"
+        try:
+            await self._measured("DeleteTask", task_type,
+                                 lambda: self._core.delete(request.resource_meta, budget(context)))
+        except Exception as exc:
+            await abort(context, "DeleteTask", exc)
+            raise
+        return agent_pb2.DeleteTaskResponse()
+
+    async def GetTaskLogs(self, request: agent_pb2.GetTaskLogsRequest, context: grpc.aio.ServicerContext
+                          ) -> AsyncIterator[agent_pb2.GetTaskLogsResponse]:
+        try:
+            page = await self._core.logs(request.resource_meta, _child_index(context), int(request.lines),
+                                         request.token, budget(context))
+        except Exception as exc:
+            await abort(context, "GetTaskLogs", exc)
+            return
+        yield agent_pb2.GetTaskLogsResponse(header=agent_pb2.GetTaskLogsResponseHeader(token=page.next_token))
+        lines = []
+        for line in page.lines:
+            ts = timestamp_pb2.Timestamp()
+            ts.FromMilliseconds(line.timestamp_ms)
+            lines.append(agent_pb2.LogLine(timestamp=ts, message=line.message,
+                                           originator=agent_pb2.LogLineOriginator.USER))
+        yield agent_pb2.GetTaskLogsResponse(body=agent_pb2.GetTaskLogsResponseBody(
+            structured_lines=lines, results=[line.message for line in lines]))
+
+
+def _child_index(context: grpc.aio.ServicerContext) -> int | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == CHILD_INDEX_METADATA:
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+class MetadataService:
+    """flyteidl.service.AgentMetadataService: cheap, static, never fails (propeller calls ListAgents every 10 s)."""
+
+    def __init__(self) -> None:
+        agent = agent_pb2.Agent(name=AGENT_NAME, is_sync=False)
+        for name, version in TASK_TYPE_VERSIONS.items():
+            agent.supported_task_types.append(name)
+            agent.supported_task_categories.append(agent_pb2.TaskCategory(name=name, version=version))
+        self._list = agent_pb2.ListAgentsResponse(agents=[agent])
+        self._get = agent_pb2.GetAgentResponse(agent=agent)
+
+    async def ListAgents(self, request: agent_pb2.ListAgentsRequest, context: Any) -> agent_pb2.ListAgentsResponse:
+        return self._list
+
+    async def GetAgent(self, request: agent_pb2.GetAgentRequest, context: grpc.aio.ServicerContext
+                       ) -> agent_pb2.GetAgentResponse:
+        if request.name and request.name != AGENT_NAME:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no agent named {request.name!r}; this is {AGENT_NAME!r}")
+        return self._get
