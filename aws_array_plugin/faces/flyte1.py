@@ -1,14 +1,13 @@
 """The Flyte 1 face: flyteidl's `AsyncAgentService` and `AgentMetadataService`, as flytepropeller 1.16 calls them.
 
-Decode the request, call the core, encode its answer, count the call; the core's error reasons become gRPC
-status codes (grpc_handlers). No policy and no AWS call here.
+Decode the request, call the core (faces/rpc.py counts the call and ends a failed one on purpose), encode its
+answer. No policy and no AWS call here.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 from flyteidl.admin import agent_pb2
@@ -16,16 +15,16 @@ from flyteidl.core import execution_pb2, literals_pb2
 from google.protobuf import struct_pb2, timestamp_pb2
 
 from aws_array_plugin.core import NewTask, TaskCore
-from aws_array_plugin.grpc_handlers import abort, budget
+from aws_array_plugin.faces.rpc import CoreCalls
 from aws_array_plugin.metrics import Metrics
+from aws_array_plugin.resource_meta import FLYTE1
 from aws_array_plugin.task_specs import build_task_spec
 from aws_array_plugin.task_status import Phase, TaskStatus
-from aws_array_plugin.task_types import TASK_TYPE_VERSIONS, metric_label
+from aws_array_plugin.task_types import TASK_TYPE_VERSIONS
 
 AGENT_NAME = "AWS Batch (aws-array-plugin)"
 CHILD_INDEX_METADATA = "child-index"  # GetTaskLogs of an array child: its Flyte index, as gRPC metadata
 
-_T = TypeVar("_T")
 _PHASES = {
     Phase.QUEUED: execution_pb2.TaskExecution.QUEUED,
     Phase.INITIALIZING: execution_pb2.TaskExecution.INITIALIZING,
@@ -61,58 +60,29 @@ class AgentService:
     """flyteidl.service.AsyncAgentService."""
 
     def __init__(self, core: TaskCore, metrics: Metrics) -> None:
-        self._core = core
-        self._metrics = metrics
-
-    async def _measured(self, method: str, task_type: str, body: Callable[[], Awaitable[_T]]) -> _T:
-        started = time.monotonic()
-        outcome = "error"
-        try:
-            result = await body()
-            outcome = "ok"
-            return result
-        finally:
-            label = metric_label(task_type)
-            self._metrics.rpc_requests.labels(method, label, outcome).inc()
-            self._metrics.rpc_latency.labels(method, label).observe(time.monotonic() - started)
+        self._calls = CoreCalls(core, metrics, FLYTE1)
 
     async def CreateTask(self, request: agent_pb2.CreateTaskRequest, context: grpc.aio.ServicerContext
                          ) -> agent_pb2.CreateTaskResponse:
-        remaining = context.time_remaining()
-        limit = max(0.5, remaining * 0.8) if remaining else None
-        try:
-            meta = await self._measured("CreateTask", request.template.type or "unknown",
-                                        lambda: self._core.create(new_task(request), limit))
-        except Exception as exc:
-            await abort(context, "CreateTask", exc)
-            raise
+        meta = await self._calls.create(context, request.template.type, lambda: new_task(request))
         return agent_pb2.CreateTaskResponse(resource_meta=meta)
 
     async def GetTask(self, request: agent_pb2.GetTaskRequest, context: grpc.aio.ServicerContext
                       ) -> agent_pb2.GetTaskResponse:
-        task_type = request.task_category.name or request.task_type or "unknown"
-        status = await self._measured("GetTask", task_type,
-                                      lambda: self._core.get(request.resource_meta, budget(context)))
+        status = await self._calls.get(context, request.task_category.name or request.task_type,
+                                       request.resource_meta)
         return agent_pb2.GetTaskResponse(resource=encode_status(status))
 
     async def DeleteTask(self, request: agent_pb2.DeleteTaskRequest, context: grpc.aio.ServicerContext
                          ) -> agent_pb2.DeleteTaskResponse:
-        task_type = request.task_category.name or request.task_type or "unknown"
-        try:
-            await self._measured("DeleteTask", task_type,
-                                 lambda: self._core.delete(request.resource_meta, budget(context)))
-        except Exception as exc:
-            await abort(context, "DeleteTask", exc)
-            raise
+        await self._calls.delete(context, request.task_category.name or request.task_type, request.resource_meta)
         return agent_pb2.DeleteTaskResponse()
 
     async def GetTaskLogs(self, request: agent_pb2.GetTaskLogsRequest, context: grpc.aio.ServicerContext
                           ) -> AsyncIterator[agent_pb2.GetTaskLogsResponse]:
-        try:
-            page = await self._core.logs(request.resource_meta, _child_index(context), int(request.lines),
-                                         request.token, budget(context))
-        except Exception as exc:
-            await abort(context, "GetTaskLogs", exc)
+        page = await self._calls.logs(context, request.resource_meta, _child_index(context), int(request.lines),
+                                      request.token)
+        if page is None:
             return
         yield agent_pb2.GetTaskLogsResponse(header=agent_pb2.GetTaskLogsResponseHeader(token=page.next_token))
         lines = []

@@ -11,9 +11,8 @@ resource meta records this face, so the `a0` runtime's outputs are read where it
 from __future__ import annotations
 
 import dataclasses
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 from flyteidl.admin import agent_pb2 as v1_agent_pb2
@@ -25,12 +24,12 @@ from google.protobuf import struct_pb2
 
 from aws_array_plugin.config import Config
 from aws_array_plugin.core import NewTask, TaskCore
-from aws_array_plugin.grpc_handlers import abort, budget
+from aws_array_plugin.faces.rpc import CoreCalls
 from aws_array_plugin.metrics import Metrics
 from aws_array_plugin.resource_meta import FLYTE2
 from aws_array_plugin.task_specs import Rejection, TaskSpec, build_task_spec
 from aws_array_plugin.task_status import Phase, TaskStatus
-from aws_array_plugin.task_types import AWS_BATCH, CONTAINER_ARRAY, TASK_TYPE_VERSIONS, metric_label
+from aws_array_plugin.task_types import AWS_BATCH, CONTAINER_ARRAY, TASK_TYPE_VERSIONS
 
 CONNECTOR_NAME = "AWS Batch (aws-array-plugin)"
 TASK_TYPES = (AWS_BATCH,)  # no map task type in Flyte 2
@@ -38,7 +37,6 @@ TASK_TYPES = (AWS_BATCH,)  # no map task type in Flyte 2
 # metadata they come from.
 _UNRENDERED = ("{{.runName}}", "{{.actionName}}")
 
-_T = TypeVar("_T")
 _PHASES = {
     Phase.QUEUED: execution_pb2.TaskExecution.QUEUED,
     Phase.INITIALIZING: execution_pb2.TaskExecution.INITIALIZING,
@@ -103,64 +101,31 @@ def new_task(request: connector_pb2.CreateTaskRequest) -> NewTask:
                    translate=lambda config: _translate(as_flyte1_request(request), config), face=FLYTE2)
 
 
-def _task_type(category: connector_pb2.TaskCategory) -> str:
-    return category.name or "unknown"
-
-
 class ConnectorService:
     """flyteidl2.connector.AsyncConnectorService (GetTaskMetrics answers UNIMPLEMENTED)."""
 
     def __init__(self, core: TaskCore, metrics: Metrics) -> None:
-        self._core = core
-        self._metrics = metrics
-
-    async def _measured(self, method: str, task_type: str, body: Callable[[], Awaitable[_T]]) -> _T:
-        started = time.monotonic()
-        outcome = "error"
-        try:
-            result = await body()
-            outcome = "ok"
-            return result
-        finally:
-            label = metric_label(task_type)
-            self._metrics.rpc_requests.labels(method, label, outcome).inc()
-            self._metrics.rpc_latency.labels(method, label).observe(time.monotonic() - started)
+        self._calls = CoreCalls(core, metrics, FLYTE2)
 
     async def CreateTask(self, request: connector_pb2.CreateTaskRequest, context: grpc.aio.ServicerContext
                          ) -> connector_pb2.CreateTaskResponse:
-        remaining = context.time_remaining()
-        limit = max(0.5, remaining * 0.8) if remaining else None
-        try:
-            meta = await self._measured("CreateTask", request.template.type or "unknown",
-                                        lambda: self._core.create(new_task(request), limit))
-        except Exception as exc:
-            await abort(context, "CreateTask", exc)
-            raise
+        meta = await self._calls.create(context, request.template.type, lambda: new_task(request))
         return connector_pb2.CreateTaskResponse(resource_meta=meta)
 
     async def GetTask(self, request: connector_pb2.GetTaskRequest, context: grpc.aio.ServicerContext
                       ) -> connector_pb2.GetTaskResponse:
-        status = await self._measured("GetTask", _task_type(request.task_category),
-                                      lambda: self._core.get(request.resource_meta, budget(context), FLYTE2))
+        status = await self._calls.get(context, request.task_category.name, request.resource_meta)
         return connector_pb2.GetTaskResponse(resource=encode_status(status))
 
     async def DeleteTask(self, request: connector_pb2.DeleteTaskRequest, context: grpc.aio.ServicerContext
                          ) -> connector_pb2.DeleteTaskResponse:
-        try:
-            await self._measured("DeleteTask", _task_type(request.task_category),
-                                 lambda: self._core.delete(request.resource_meta, budget(context), FLYTE2))
-        except Exception as exc:
-            await abort(context, "DeleteTask", exc)
-            raise
+        await self._calls.delete(context, request.task_category.name, request.resource_meta)
         return connector_pb2.DeleteTaskResponse()
 
     async def GetTaskLogs(self, request: connector_pb2.GetTaskLogsRequest, context: grpc.aio.ServicerContext
                           ) -> AsyncIterator[connector_pb2.GetTaskLogsResponse]:
-        try:
-            page = await self._core.logs(request.resource_meta, None, int(request.lines), request.token,
-                                         budget(context), FLYTE2)
-        except Exception as exc:
-            await abort(context, "GetTaskLogs", exc)
+        page = await self._calls.logs(context, request.resource_meta, None, int(request.lines), request.token)
+        if page is None:
             return
         yield connector_pb2.GetTaskLogsResponse(header=connector_pb2.GetTaskLogsResponseHeader(token=page.next_token))
         lines = []
