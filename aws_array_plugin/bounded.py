@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 K = TypeVar("K")
@@ -13,11 +13,13 @@ V = TypeVar("V")
 class BoundedCache(Generic[K, V]):
     """A dict that keeps at most `limit` entries, dropping the least recently used (read or written) first."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, on_evict: Callable[[K, V], None] | None = None) -> None:
+        """`on_evict` is told of each entry dropped for room (not of those popped)."""
         if limit < 1:
             raise ValueError("a bounded cache needs a limit of at least 1")
         self.limit = limit
         self._items: OrderedDict[K, V] = OrderedDict()
+        self._on_evict = on_evict
 
     def get(self, key: K) -> V | None:
         value = self._items.get(key)
@@ -25,11 +27,17 @@ class BoundedCache(Generic[K, V]):
             self._items.move_to_end(key)
         return value
 
+    def peek(self, key: K) -> V | None:
+        """The entry, without counting as a use."""
+        return self._items.get(key)
+
     def put(self, key: K, value: V) -> None:
         self._items[key] = value
         self._items.move_to_end(key)
         while len(self._items) > self.limit:
-            self._items.popitem(last=False)
+            evicted, old = self._items.popitem(last=False)
+            if self._on_evict is not None:
+                self._on_evict(evicted, old)
 
     def pop(self, key: K) -> V | None:
         return self._items.pop(key, None)
@@ -42,3 +50,7 @@ class BoundedCache(Generic[K, V]):
 
     def values(self) -> Iterator[V]:
         return iter(list(self._items.values()))
+
+    def items(self) -> Iterator[tuple[K, V]]:
+        """A snapshot, least recently used first: the cache may change while it is walked."""
+        return iter(list(self._items.items()))

@@ -24,6 +24,7 @@ from typing import Any
 from aws_array_plugin.aws_calls import AwsApi, AwsRequestError, AwsUnavailable
 from aws_array_plugin.background import cancel_and_wait
 from aws_array_plugin.batch_ids import local_index, status_summary
+from aws_array_plugin.bounded import BoundedCache
 from aws_array_plugin.config import StatusConfig
 from aws_array_plugin.job_details import decode_describe_jobs, slim
 from aws_array_plugin.metrics import Metrics
@@ -76,7 +77,8 @@ class StatusEngine:
         self._cfg = config
         self._metrics = metrics
         self._clock = clock
-        self._jobs: OrderedDict[str, TrackedJob] = OrderedDict()
+        # Jobs asked about, least recently asked first; past maxTrackedJobs the oldest is forgotten.
+        self._jobs: BoundedCache[str, TrackedJob] = BoundedCache(config.max_tracked_jobs, on_evict=self._evicted)
         # Background-refreshed jobs, least recently described first (for topping up partial batches).
         self._by_fetch: OrderedDict[str, TrackedJob] = OrderedDict()
         self._queued: list[str] = []
@@ -140,16 +142,14 @@ class StatusEngine:
     def age(self, job: TrackedJob) -> float:
         return self._clock() - job.fetched_at
 
+    def _evicted(self, job_id: str, _: TrackedJob) -> None:
+        self._by_fetch.pop(job_id, None)
+
     def _track(self, job_id: str) -> TrackedJob:
         job = self._jobs.get(job_id)
         if job is None:
             job = TrackedJob(job_id, requested_at=self._clock())
-            self._jobs[job_id] = job
-            while len(self._jobs) > self._cfg.max_tracked_jobs:
-                evicted, _ = self._jobs.popitem(last=False)
-                self._by_fetch.pop(evicted, None)
-        else:
-            self._jobs.move_to_end(job_id)
+            self._jobs.put(job_id, job)
         return job
 
     def _enqueue(self, job_ids: Iterable[str]) -> int:
@@ -160,7 +160,7 @@ class StatusEngine:
             self._queued.extend(new)
             self._kick.set()
             for job_id in new:
-                job = self._jobs.get(job_id)
+                job = self._jobs.peek(job_id)
                 if job is not None:
                     job.refreshing = True
         return len(new)
@@ -217,7 +217,7 @@ class StatusEngine:
             now = self._clock()
             found = {d["jobId"]: d for d in resp.get("jobs", [])}
             for job_id in ids:
-                job = self._jobs.get(job_id)
+                job = self._jobs.peek(job_id)
                 if job is not None:
                     job.refreshing = False
                     if error is not None:
@@ -281,7 +281,7 @@ class StatusEngine:
             elif job.background and job.fetched_at <= fetched_before and not job.terminal:
                 due.append(job_id)
         for job_id in idle:
-            del self._jobs[job_id]
+            self._jobs.pop(job_id)
             self._by_fetch.pop(job_id, None)
         return self._enqueue(due)
 
@@ -319,7 +319,7 @@ class StatusEngine:
         """Terminate tracked jobs (terminations.terminate_jobs), once per job unless `again` (an abort the user
         asked for is always sent)."""
         for job_id in job_ids:
-            job = self._jobs.get(job_id)
+            job = self._jobs.peek(job_id)
             if job is not None and job.terminated and not again:
                 continue
             await terminate_jobs(self._api, [job_id], reason)

@@ -27,9 +27,9 @@ from aws_array_plugin.submissions.record import SubmissionRecord, encode
 log = logging.getLogger(__name__)
 
 JOURNAL_VERSION = 1
-# Entries per object. An entry is ~1.5-2.5 KB (the SubmitJob request's environment is most of it), so this bounds
-# an object to ~100 KB: what a reading replica parses at once on its event loop (200 entries took ~60 ms on
-# the benchmark machine) and holds per cached journal. More claims at once are written as several objects at once.
+# Entries per object: this bounds what a reading replica parses at once on its event loop (an entry is a few KB,
+# mostly the SubmitJob request's environment) and holds per cached journal. More claims at once are written as
+# several objects at once.
 MAX_ENTRIES = 50
 # Journals kept parsed: the waiting tasks of a burst poll a few journals over and over.
 CACHED_JOURNALS = 32
