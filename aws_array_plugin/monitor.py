@@ -78,6 +78,11 @@ class Monitor:
             stale = f"no answer from AWS Batch yet, last status {int(self._engine.age(slow[0]))}s old"
         if any(j.detail is None for j in jobs):
             return self._undescribed(meta, jobs, stale)
+        gone = self._gone(jobs)
+        if gone is not None:
+            # Known to this replica (it submitted or described the job), but AWS no longer returns it.
+            return TaskStatus(Phase.RETRYABLE_FAILED,
+                              f"AWS Batch does not know job {gone.job_id} in {meta.region} (expired or deleted)")
         status = await self._single(meta, jobs[0]) if meta.kind == SINGLE else await self._array(meta, jobs)
         if stale and not status.phase.terminal:
             self._metrics.stale_answers.inc()
@@ -89,15 +94,19 @@ class Monitor:
         if stale:
             self._metrics.stale_answers.inc()
             return TaskStatus(Phase.QUEUED, f"submitted; status not available yet (AWS: {stale})")
-        now = self._clock()
-        gone = [j for j in jobs if j.missing_since is not None
-                and now - j.missing_since > self._policy.missing_job_grace]
-        if gone:
+        gone = self._gone(jobs)
+        if gone is not None:
             return TaskStatus(Phase.RETRYABLE_FAILED,
-                              f"AWS Batch does not know job {gone[0].job_id} in {meta.region} (expired or deleted)")
+                              f"AWS Batch does not know job {gone.job_id} in {meta.region} (expired or deleted)")
         if any(j.refreshing for j in jobs):
             return TaskStatus(Phase.QUEUED, "submitted; waiting for AWS Batch to describe the job")
         return TaskStatus(Phase.QUEUED, "submitted; AWS Batch does not list the job yet")
+
+    def _gone(self, jobs: list[TrackedJob]) -> TrackedJob | None:
+        """A job DescribeJobs has not returned for longer than the missing-job grace."""
+        now = self._clock()
+        return next((j for j in jobs if j.missing_since is not None
+                     and now - j.missing_since > self._policy.missing_job_grace), None)
 
     # -- single jobs ---------------------------------------------------------------------------------
     def _single_links(self, meta: ResourceMeta, job: TrackedJob) -> tuple[LogLink, ...]:

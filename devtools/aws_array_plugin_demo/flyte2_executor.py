@@ -1,6 +1,7 @@
 """A stand-in for what the Flyte 2 executor does before it calls a connector's CreateTask, for one `aws-batch`
 action: the task template as the executor holds it, the paths of the action, the rendered container args, the
-inputs file and the `flyteidl2.connector.CreateTaskRequest`.
+inputs file and the `flyteidl2.connector.CreateTaskRequest`; then `Client` makes the executor's calls
+(CreateTask, GetTask, DeleteTask with its timeouts) over a real channel. The demo and tests/flyte2 use it.
 
 Each function names the file of flyteorg/flyte@main (v2.0.43, 6fadb90d65af) it reproduces. Only the behaviour a
 connector can observe is reproduced; Kubernetes objects, caches and retries of the executor are not.
@@ -8,17 +9,20 @@ connector can observe is reproduced; Kubernetes objects, caches and retries of t
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import re
+import time
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from flyteidl2.connector import connector_pb2
-from flyteidl2.core import identifier_pb2, literals_pb2, security_pb2, tasks_pb2
+from flyteidl2.connector import connector_pb2, service_pb2_grpc
+from flyteidl2.core import execution_pb2, identifier_pb2, literals_pb2, security_pb2, tasks_pb2
 from flyteidl2.task import common_pb2
 from google.protobuf import json_format, text_format
 
@@ -359,3 +363,126 @@ def create_task_request(template_bytes: bytes, action: Action,
     if inputs is not None:
         request.inputs.CopyFrom(connector_inputs(inputs))
     return request
+
+
+# The Flyte 2 executor's defaultConnector timeouts (docs/flyte2.md, `propeller-config --flyte2`), in seconds.
+TIMEOUTS = {"CreateTask": 10.0, "GetTask": 30.0, "DeleteTask": 10.0, "ListConnectors": 3.0}
+Phase = execution_pb2.TaskExecution
+TERMINAL = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.RETRYABLE_FAILED, Phase.ABORTED})
+TASK_CATEGORY = ("aws-batch", 0)  # what the executor's connector plugin sends: the task type and its version
+
+
+def phase_name(phase: int) -> str:
+    return str(Phase.Phase.Name(phase))
+
+
+class Client:
+    """What the Flyte 2 executor's connector-service plugin does with one connector task, over a real gRPC channel
+    (`flyteidl2.connector` stubs, the executor's timeouts): actions laid out under `bucket`, tasks serialized
+    relative to `root_dir` (where the job's code is importable from), inputs written to S3 with the boto3 client
+    `s3`, then CreateTask, GetTask, DeleteTask."""
+
+    def __init__(self, channel: Any, s3: Any, *, bucket: str, root_dir: Path, project: str = "flytesnacks",
+                 domain: str = "development", version: str = "v1", run_start_time: datetime | None = None) -> None:
+        self.connectors = service_pb2_grpc.AsyncConnectorServiceStub(channel)
+        self.metadata = service_pb2_grpc.ConnectorMetadataServiceStub(channel)
+        self.s3 = s3
+        self.bucket, self.root_dir, self.project, self.domain, self.version = (bucket, root_dir, project, domain,
+                                                                              version)
+        self.run_start_time = run_start_time
+
+    def action(self, run: str | None = None, action: str = "a1", *, env_vars: Mapping[str, str] | None = None
+               ) -> Action:
+        """An action of run `run` (a new one by default) with the run service's layout under the bucket."""
+        run = run or f"r{uuid.uuid4().hex[:10]}"
+        base = f"s3://{self.bucket}/metadata/{self.project}/{self.domain}/{run}"
+        start = self.run_start_time or datetime.now(UTC).replace(microsecond=0)
+        return Action(project=self.project, domain=self.domain, run_name=run, action_name=action,
+                      namespace="flyte", run_output_base=base, input_uri=f"{base}/{action}/inputs",
+                      env_vars=dict(env_vars or {}), run_start_time=start)
+
+    async def request(self, task: Any, action: Action, **values: Any) -> connector_pb2.CreateTaskRequest:
+        """Serialize `task` as `flyte deploy` does, write the call's inputs.pb, build the CreateTaskRequest."""
+        template = serialize_task(task, project=action.project, domain=action.domain, version=self.version,
+                                  root_dir=self.root_dir)
+        inputs = await build_inputs(task, **values)
+        write_inputs(self.s3, action, inputs)
+        return create_task_request(embed_task_template(template, action.run_start_time), action, inputs)
+
+    async def create(self, request: connector_pb2.CreateTaskRequest) -> bytes:
+        resp = await self.connectors.CreateTask(request, timeout=TIMEOUTS["CreateTask"])
+        return bytes(resp.resource_meta)
+
+    async def get(self, meta: bytes) -> connector_pb2.Resource:
+        name, version = TASK_CATEGORY
+        resp = await self.connectors.GetTask(connector_pb2.GetTaskRequest(
+            resource_meta=meta, task_category=connector_pb2.TaskCategory(name=name, version=version)),
+            timeout=TIMEOUTS["GetTask"])
+        resource: connector_pb2.Resource = resp.resource
+        return resource
+
+    async def delete(self, meta: bytes) -> None:
+        name, version = TASK_CATEGORY
+        await self.connectors.DeleteTask(connector_pb2.DeleteTaskRequest(
+            resource_meta=meta, task_category=connector_pb2.TaskCategory(name=name, version=version)),
+            timeout=TIMEOUTS["DeleteTask"])
+
+    async def until_terminal(self, meta: bytes, timeout: float = 90, interval: float = 0.2,  # noqa: ASYNC109
+                             ) -> tuple[connector_pb2.Resource, list[int]]:
+        """GetTask every `interval` s until a terminal phase: (last resource, phases seen in order). UNDEFINED is
+        a system error for the executor, and so an AssertionError here, as is not finishing within `timeout`."""
+        seen: list[int] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            res = await self.get(meta)
+            assert res.phase != Phase.UNDEFINED, "an UNDEFINED phase is a system error for the executor"
+            if not seen or seen[-1] != res.phase:
+                seen.append(res.phase)
+            if res.phase in TERMINAL:
+                return res, seen
+            assert time.monotonic() < deadline, f"phases {seen}, last message {res.message!r}"
+            await asyncio.sleep(interval)
+
+
+async def native_outputs(task: Any, resource: connector_pb2.Resource) -> Any:
+    """GetTask's `resource.outputs` as the task's Python value(s), decoded by the SDK (what the run reads back)."""
+    from flyte._internal.runtime.convert import Outputs, convert_outputs_to_native
+
+    return await convert_outputs_to_native(task.native_interface, Outputs(proto_outputs=resource.outputs))
+
+
+@dataclasses.dataclass
+class ActionAttempt:
+    """One Flyte 2 action in flight, as the demo shows it next to propeller's attempts (same fields the view reads:
+    label, task_type, resource_meta, resource, phases)."""
+
+    label: str
+    task: Any
+    action: Action
+    request: connector_pb2.CreateTaskRequest
+    resource_meta: bytes = b""
+    resource: connector_pb2.Resource = dataclasses.field(default_factory=connector_pb2.Resource)
+    phases: list[str] = dataclasses.field(default_factory=list)
+    started: float = dataclasses.field(default_factory=time.monotonic)
+    finished: float | None = None
+    face: str = "Flyte 2"
+
+    @property
+    def task_type(self) -> str:
+        return str(self.request.template.type)
+
+    @property
+    def done(self) -> bool:
+        return self.finished is not None
+
+    async def create(self, client: Client) -> None:
+        self.resource_meta = await client.create(self.request)
+        self.started = time.monotonic()
+
+    async def refresh(self, client: Client) -> None:
+        self.resource = await client.get(self.resource_meta)
+        name = phase_name(self.resource.phase)
+        if not self.phases or self.phases[-1] != name:
+            self.phases.append(name)
+        if self.resource.phase in TERMINAL and self.finished is None:
+            self.finished = time.monotonic()

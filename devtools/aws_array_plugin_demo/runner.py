@@ -5,9 +5,11 @@
 3. acts as propeller over real gRPC for two real flytekit tasks (`workflows.py`): an `aws-batch` task and
    a legacy map task of 5 whose child 3 fails on purpose (min_success_ratio 0.8): writes inputs.pb, sends
    CreateTask with the rendered args, polls GetTask, reads the failing child's log with GetTaskLogs;
+   and, at the same time, as the Flyte 2 executor for one real `flyte` task (`flyte2_workflows.py`, the
+   `AWSBatch` plugin config) through the service's flyteidl2 connector face (`flyte2_executor.py`);
 4. checks the outcome and exits 0 only if everything behaved as expected.
 
-Heavy imports (moto, flytekit, rich) happen inside `run`.
+Heavy imports (moto, flytekit, flyte, rich) happen inside `run`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from aws_array_plugin.server import RunningServer
+    from aws_array_plugin_demo.flyte2_executor import ActionAttempt
     from aws_array_plugin_demo.propeller import Attempt
     from aws_array_plugin_demo.view import View
     from aws_batch_emulator import EmulatorInfo
@@ -36,6 +39,7 @@ POLL_INTERVAL = 1.0  # seconds between GetTask rounds (propeller's resync is 30 
 MAX_RPC_FAILURES = 5  # propeller gives up on a task after this many failed GetTask calls
 NAME, VALUES = "Flyte", [1, 2, 3, 4, 5]
 MAP_INPUTS = [3, 1, 4, 13, 5]  # 13 is workflows.UNLUCKY: child 3 fails
+COUNTDOWN = 5  # the Flyte 2 task's input
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])  # the directory holding aws_array_plugin_demo/
 HOST_WARNING = ("the emulator runs job commands ON THIS HOST as the current user, without containers or "
                 "isolation (the job definition's image is recorded, never pulled)")
@@ -45,8 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.description = (
         "Zero-setup demo: starts an emulated AWS (Batch, S3, CloudWatch Logs) and the plugin service in this\n"
-        "process, then drives two real flytekit tasks through it over gRPC as propeller would: an aws-batch\n"
-        "task and a legacy map task of 5 with one child failing on purpose. Exits 0 when both behave as expected.")
+        "process, then drives two real flytekit tasks through it over gRPC as propeller would (an aws-batch\n"
+        "task and a legacy map task of 5 with one child failing on purpose) and, as the Flyte 2 executor would,\n"
+        "one real Flyte 2 (flyte SDK) aws-batch task. Exits 0 when all three behave as expected.")
     parser.epilog = f"WARNING: {HOST_WARNING}."
     parser.add_argument("--step", type=float, default=0.5,
                         help="emulated AWS Batch: seconds between job status transitions (default 0.5)")
@@ -62,10 +67,12 @@ def run(args: argparse.Namespace) -> int:
     # What the demo needs, before anything starts: a missing one is a ModuleNotFoundError, which
     # `aws-array-plugin demo` reports in one line (which extra to install) with exit code 2.
     import boto3  # noqa: F401
+    import flyte  # noqa: F401
     import flytekit  # noqa: F401
     import moto  # noqa: F401
     import rich  # noqa: F401
 
+    import aws_array_plugin_flyte  # noqa: F401
     from aws_array_plugin_demo.view import PlainView, RichView
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -105,6 +112,10 @@ class Check:
         return cls(True, text) if got == want else cls(False, f"{text} (got {got})")
 
 
+def _pythonpath() -> str:
+    return os.pathsep.join(p for p in (_PACKAGE_ROOT, os.environ.get("PYTHONPATH", "")) if p)
+
+
 async def _start_server(info: EmulatorInfo) -> tuple[RunningServer, asyncio.Task[None]]:
     from aws_array_plugin.config import load_config
     from aws_array_plugin.server import serve
@@ -115,6 +126,8 @@ async def _start_server(info: EmulatorInfo) -> tuple[RunningServer, asyncio.Task
         "defaultQueue": info.queue,
         "allowedRoles": [f"arn:aws:iam::{info.account_id}:role/*"],
         "status": {"refreshInterval": "1s", "maxStaleness": "0.5s"},
+        # The image's code: the Flyte 2 job (`a0`) imports the demo's task module from PYTHONPATH.
+        "defaultEnv": {"PYTHONPATH": _pythonpath()},
     })
     started: asyncio.Future[RunningServer] = asyncio.get_running_loop().create_future()
     task = asyncio.create_task(serve(config, host="127.0.0.1", port=0, metrics_port=0, started=started))
@@ -137,7 +150,9 @@ async def _demo(args: argparse.Namespace, view: View) -> int:
         "An emulated AWS (moto: Batch, S3, CloudWatch Logs) and the plugin's gRPC service start in this process;",
         "then this demo acts as propeller: it serializes two flytekit tasks as `pyflyte register` does, writes",
         "their inputs.pb to S3, sends CreateTask with the args rendered, polls GetTask and reads logs with",
-        "GetTaskLogs. The jobs run flytekit's real pyflyte-execute / pyflyte-map-execute.",
+        "GetTaskLogs. The jobs run flytekit's real pyflyte-execute / pyflyte-map-execute. At the same time it",
+        "acts as the Flyte 2 executor for one flyte SDK task (serialized as `flyte deploy` does), over the",
+        "service's flyteidl2 connector face; that job runs flyte's real a0.",
         f"WARNING: {HOST_WARNING}; user {getpass.getuser()!r}.",
     ]))
     emulator = Emulator(port=0, step=args.step, concurrency=8)
@@ -170,13 +185,13 @@ async def _drive(args: argparse.Namespace, view: View, info: EmulatorInfo, runni
     from flyteidl.service import agent_pb2_grpc
 
     from aws_array_plugin.resource_meta import decode
-    from aws_array_plugin_demo import propeller, workflows
+    from aws_array_plugin_demo import flyte2_executor as fx
+    from aws_array_plugin_demo import flyte2_workflows, propeller, workflows
 
     execution = f"demo{uuid.uuid4().hex[:12]}"
     # Propeller passes execution env vars to the job. PYTHONPATH lets the host jobs import the demo module even
     # from a source checkout; PYTHONUNBUFFERED streams print() output to CloudWatch as it happens.
-    env = {"PYTHONPATH": os.pathsep.join(p for p in (_PACKAGE_ROOT, os.environ.get("PYTHONPATH", "")) if p),
-           "PYTHONUNBUFFERED": "1"}
+    env = {"PYTHONPATH": _pythonpath(), "PYTHONUNBUFFERED": "1"}
     attempts = [
         propeller.attempt("summarize", workflows.summarize, {"name": NAME, "values": VALUES},
                           bucket=info.bucket, execution=execution, node="n0", env=env),
@@ -186,14 +201,24 @@ async def _drive(args: argparse.Namespace, view: View, info: EmulatorInfo, runni
     s3 = boto3.client("s3", **info.client_kwargs())
     async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
         client = propeller.Client(agent_pb2_grpc.AsyncAgentServiceStub(channel))
+        # Flyte 2: the run `<execution>`, action a1, laid out as the run service and executor do.
+        executor = fx.Client(channel, s3, bucket=info.bucket, root_dir=Path(_PACKAGE_ROOT), version=propeller.VERSION)
+        action = executor.action(execution, "a1")
+        flyte2 = fx.ActionAttempt("countdown", flyte2_workflows.countdown, action,
+                                  await executor.request(flyte2_workflows.countdown, action, n=COUNTDOWN))
         for a in attempts:
             propeller.put_inputs(s3, a)
             await propeller.create(client, a)
             meta = decode(a.resource_meta)
             what = f"AWS array job of {meta.size} children" if a.task_type == "container_array" else "AWS Batch job"
             view.note(f"CreateTask {a.label} ({a.task_type}) -> {what} {', '.join(meta.job_ids) or '(pending)'}")
+        await flyte2.create(executor)
+        meta = decode(flyte2.resource_meta)
+        view.note(f"CreateTask {flyte2.label} (Flyte 2, {flyte2.task_type}) -> AWS Batch job "
+                  f"{', '.join(meta.job_ids) or '(pending)'}")
+        everything: list[Attempt | ActionAttempt] = [*attempts, flyte2]
         view.note(f"polling GetTask every {POLL_INTERVAL:g}s (timeout {args.timeout:g}s)")
-        outcome = await _poll(client, attempts, view, running, args.timeout, t0)
+        outcome = await _poll(client, executor, everything, view, running, args.timeout, t0)
         if outcome == "interrupted":
             view.note("interrupted")
             return 130
@@ -202,25 +227,36 @@ async def _drive(args: argparse.Namespace, view: View, info: EmulatorInfo, runni
                 if not a.done:  # as propeller does when a node times out
                     await client.delete(a.resource_meta, a.task_type)
                     view.note(f"DeleteTask {a.label}: terminated after the {args.timeout:g}s timeout")
+            if not flyte2.done:  # as the Flyte 2 executor does when an action is aborted or times out
+                await executor.delete(flyte2.resource_meta)
+                view.note(f"DeleteTask {flyte2.label} (Flyte 2): terminated after the {args.timeout:g}s timeout")
         checks = await _report(view, client, s3, attempts)
+        checks.extend(await _report_flyte2(view, s3, flyte2))
     elapsed = time.monotonic() - t0
     if outcome == "timeout":
         checks.insert(0, Check(False, f"the tasks did not finish within {args.timeout:g}s (see --timeout, --step)"))
     elif outcome:
         checks.insert(0, Check(False, outcome))
     ok = all(c.ok for c in checks)
-    summary = (f"both tasks behaved as expected ({elapsed:.1f}s)" if ok
+    summary = (f"all three tasks (two Flyte 1, one Flyte 2) behaved as expected ({elapsed:.1f}s)" if ok
                else f"{sum(not c.ok for c in checks)} of {len(checks)} checks failed ({elapsed:.1f}s)")
     view.verdict(ok, [summary, *(("ok    " if c.ok else "FAIL  ") + c.text for c in checks)])
     return 0 if ok else 1
 
 
-async def _poll(client: Any, attempts: list[Attempt], view: View, running: RunningServer, limit: float,
-                t0: float) -> str:
+async def _poll(client: Any, executor: Any, attempts: list[Attempt | ActionAttempt], view: View,
+                running: RunningServer, limit: float, t0: float) -> str:
     """GetTask until every attempt is terminal. Returns "" or why it stopped early."""
     import grpc
 
     from aws_array_plugin_demo import propeller
+    from aws_array_plugin_demo.flyte2_executor import ActionAttempt
+
+    async def refresh(a: Attempt | ActionAttempt) -> None:
+        if isinstance(a, ActionAttempt):
+            await a.refresh(executor)
+        else:
+            await propeller.refresh(client, a)
 
     started = time.monotonic()
     failures: dict[str, int] = {}
@@ -229,7 +265,7 @@ async def _poll(client: Any, attempts: list[Attempt], view: View, running: Runni
             if running.stop.is_set():
                 return "interrupted"
             pending = [a for a in attempts if not a.done]
-            results = await asyncio.gather(*(propeller.refresh(client, a) for a in pending), return_exceptions=True)
+            results = await asyncio.gather(*(refresh(a) for a in pending), return_exceptions=True)
             for a, result in zip(pending, results, strict=True):
                 if isinstance(result, grpc.aio.AioRpcError):
                     failures[a.label] = failures.get(a.label, 0) + 1
@@ -253,11 +289,11 @@ def _s3_keys(s3: Any, prefix: str) -> list[str]:
     return sorted(str(o["Key"])[len(key) + 1:] for o in listed)
 
 
-def _common_lines(a: Attempt) -> list[str]:
+def _common_lines(a: Attempt | ActionAttempt) -> list[str]:
     from aws_array_plugin_demo import propeller
 
     took = f" after {a.finished - a.started:.1f}s" if a.finished is not None else ""
-    lines = [f"phase      {propeller.phase_name(a.resource.phase)}{took}  ({' -> '.join(a.phases)})"]
+    lines = [f"phase      {propeller.phase_name(a.resource.phase)}{took}  ({' -> '.join(a.phases) or 'none'})"]
     message = a.resource.message.splitlines() or [""]
     lines.append(f"message    {message[0]}")
     lines.extend(f"           {m}" for m in message[1:])
@@ -338,6 +374,37 @@ async def _report(view: View, client: Any, s3: Any, attempts: list[Attempt]) -> 
             ok = any(f"ValueError: {workflows.UNLUCKY} is unlucky" in line for line in raw)
             checks.append(Check(ok, f"{where}: log shows its ValueError traceback"))
         view.section(Section(f"logs of {where} (GetTaskLogs, {how})", lines or ["(no lines)"], ok=ok))
+    return checks
+
+
+async def _report_flyte2(view: View, s3: Any, a: ActionAttempt) -> list[Check]:
+    """The Flyte 2 task: SUCCEEDED, its output decoded with the SDK equal to what the demo computes, and a0's
+    outputs.pb under the action's output prefix (where the executor would read it)."""
+    from aws_array_plugin_demo import flyte2_executor as fx
+    from aws_array_plugin_demo.view import Section, links
+
+    want = f"{', '.join(str(i) for i in range(COUNTDOWN, 0, -1))}, liftoff! (sum {COUNTDOWN * (COUNTDOWN + 1) // 2})"
+    got: Any = None
+    if a.resource.HasField("outputs"):
+        try:
+            got = await fx.native_outputs(a.task, a.resource)
+        except Exception as exc:  # wrong types from the service: shown, and the output check fails
+            got = f"<undecodable: {exc}>"
+    keys = _s3_keys(s3, a.request.output_prefix)
+    checks = [
+        Check.equal(fx.phase_name(a.resource.phase), "SUCCEEDED", f"{a.label} (Flyte 2): SUCCEEDED"),
+        Check.equal(got, want, f"{a.label} (Flyte 2): output {want!r}"),
+        Check(fx.OUTPUTS_FILE in keys, f"{a.label} (Flyte 2): a0 wrote <output prefix>/{fx.OUTPUTS_FILE}"),
+    ]
+    view.section(Section(f"{a.label} (Flyte 2, aws-batch, flyte SDK task with plugin_config=AWSBatch())", [
+        *_common_lines(a),
+        f"run/action {a.action.run_name}/{a.action.action_name} (flyteidl2.connector.AsyncConnectorService)",
+        f"inputs     n = {COUNTDOWN}",
+        f"output     {got!r}   (GetTask resource.outputs, decoded with the flyte SDK)",
+        f"expected   {want!r}",
+        f"S3         {a.request.output_prefix}/ holds: {', '.join(keys) or '(nothing)'}",
+        LINKS_NOTE,
+    ], ok=all(c.ok for c in checks), links=links(a)))
     return checks
 
 

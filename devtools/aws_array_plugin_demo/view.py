@@ -9,7 +9,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
 
+from aws_array_plugin_demo.flyte2_executor import ActionAttempt
 from aws_array_plugin_demo.propeller import Attempt, phase_name
+
+# A row of the view: a propeller (Flyte 1) task attempt or a Flyte 2 executor action.
+Row = Attempt | ActionAttempt
 
 # flytekit's s3fs/aiohttp shutdown message: printed by every job, says nothing about the task.
 _NOISE = "'message': 'Unclosed client session'"
@@ -23,7 +27,12 @@ class Section:
     links: list[tuple[str, str]] = field(default_factory=list)  # (name, uri), after the lines
 
 
-def children_text(attempt: Attempt) -> str:
+def type_label(row: Row) -> str:
+    """The task type, and which Flyte sent it when it is Flyte 2 (`aws-batch` is a type of both)."""
+    return f"{row.task_type} (Flyte 2)" if isinstance(row, ActionAttempt) else row.task_type
+
+
+def children_text(attempt: Row) -> str:
     """Array progress from the service's custom_info (counts of the AWS array job's children)."""
     info = attempt.resource.custom_info
     if "children" not in info:
@@ -35,7 +44,7 @@ def children_text(attempt: Attempt) -> str:
             f"{waiting} waiting of {c.get('size', 0)} (need {need})")
 
 
-def links(attempt: Attempt) -> list[tuple[str, str]]:
+def links(attempt: Row) -> list[tuple[str, str]]:
     return [(link.name, link.uri) for link in attempt.resource.log_links]
 
 
@@ -66,7 +75,7 @@ def pretty_log(lines: Sequence[str]) -> tuple[list[str], int]:
 
 class View(Protocol):
     def note(self, text: str) -> None: ...
-    def progress(self, attempts: Sequence[Attempt], elapsed: float) -> None: ...
+    def progress(self, attempts: Sequence[Row], elapsed: float) -> None: ...
     def stop_progress(self) -> None: ...
     def section(self, section: Section) -> None: ...
     def verdict(self, ok: bool, lines: Sequence[str]) -> None: ...
@@ -85,9 +94,9 @@ class PlainView:
     def note(self, text: str) -> None:
         self._print(text)
 
-    def progress(self, attempts: Sequence[Attempt], elapsed: float) -> None:
+    def progress(self, attempts: Sequence[Row], elapsed: float) -> None:
         width = max(len(a.label) for a in attempts)
-        type_width = max(len(a.task_type) for a in attempts)
+        type_width = max(len(type_label(a)) for a in attempts)
         for a in attempts:
             if not a.resource_meta:
                 continue
@@ -96,7 +105,7 @@ class PlainView:
             if self._seen.get(a.label) == (phase, message):
                 continue
             self._seen[a.label] = (phase, message)
-            self._print(f"[{elapsed:6.1f}s] {a.label:<{width}}  {a.task_type:<{type_width}}  {phase:<10} {message}")
+            self._print(f"[{elapsed:6.1f}s] {a.label:<{width}}  {type_label(a):<{type_width}}  {phase:<10} {message}")
 
     def stop_progress(self) -> None:
         self._print()
@@ -133,11 +142,12 @@ class RichView:
 
         self.console.print(escape(text))
 
-    def _table(self, attempts: Sequence[Attempt], elapsed: float) -> Any:
+    def _table(self, attempts: Sequence[Row], elapsed: float) -> Any:
         from rich.table import Table
         from rich.text import Text
 
-        table = Table(title=f"propeller's view over gRPC  ·  {elapsed:.0f}s", title_justify="left", expand=True)
+        table = Table(title=f"propeller's and the Flyte 2 executor's view over gRPC  ·  {elapsed:.0f}s",
+                      title_justify="left", expand=True)
         table.add_column("task", no_wrap=True)
         table.add_column("type", no_wrap=True)
         table.add_column("phase", no_wrap=True)
@@ -149,11 +159,11 @@ class RichView:
             for i, (name, uri) in enumerate(links(a)):
                 log_text.append(("\n" if i else "") + name, style=f"link {uri}")
             message = a.resource.message.splitlines()[0] if a.resource.message else ""
-            table.add_row(a.label, a.task_type, Text(phase, style=_PHASE_STYLE.get(phase, "")),
+            table.add_row(a.label, type_label(a), Text(phase, style=_PHASE_STYLE.get(phase, "")),
                           children_text(a) or message, log_text)
         return table
 
-    def progress(self, attempts: Sequence[Attempt], elapsed: float) -> None:
+    def progress(self, attempts: Sequence[Row], elapsed: float) -> None:
         from rich.live import Live
 
         if self._live is None:

@@ -10,7 +10,6 @@ The stand-in replaces only the Flyte 2 executor itself (Go, a Kubernetes control
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections import Counter
 from datetime import UTC, datetime
@@ -21,7 +20,7 @@ import boto3
 import grpc
 import pytest
 from flyteidl.admin import agent_pb2
-from flyteidl2.connector import connector_pb2, service_pb2_grpc
+from flyteidl2.connector import connector_pb2
 from flyteidl2.core import execution_pb2
 from flyteidl2.task import common_pb2
 
@@ -39,49 +38,13 @@ CONFIG = {"defaultEnv": {"PYTHONPATH": str(HERE)}}
 TIMEOUTS = {"CreateTask": 10, "GetTask": 30, "DeleteTask": 10}  # the executor's defaultConnector timeouts
 
 
-class Executor:
-    """What the Flyte 2 executor's connector-service plugin does with a connector task, over the real channel."""
+class Executor(fx.Client):
+    """What the Flyte 2 executor's connector-service plugin does with a connector task, over the real channel
+    (devtools' `flyte2_executor.Client`): actions under the test bucket, task modules relative to this directory."""
 
     def __init__(self, plugin: Plugin, s3: Any) -> None:
-        self.connectors = service_pb2_grpc.AsyncConnectorServiceStub(plugin.channel)
-        self.metadata = service_pb2_grpc.ConnectorMetadataServiceStub(plugin.channel)
-        self.s3 = s3
-
-    def action(self, run: str | None = None, action: str = "a1") -> fx.Action:
-        run = run or f"r{uuid.uuid4().hex[:10]}"
-        base = f"s3://{BUCKET}/metadata/flytesnacks/development/{run}"
-        return fx.Action(project="flytesnacks", domain="development", run_name=run, action_name=action,
-                         namespace="flyte", run_output_base=base, input_uri=f"{base}/{action}/inputs",
+        super().__init__(plugin.channel, s3, bucket=BUCKET, root_dir=HERE,
                          run_start_time=datetime(2026, 12, 3, 10, 0, 0, tzinfo=UTC))
-
-    async def request(self, task: Any, action: fx.Action, **values: Any) -> connector_pb2.CreateTaskRequest:
-        template = fx.serialize_task(task, project=action.project, domain=action.domain, version="v1", root_dir=HERE)
-        inputs = await fx.build_inputs(task, **values)
-        fx.write_inputs(self.s3, action, inputs)
-        return fx.create_task_request(fx.embed_task_template(template, action.run_start_time), action, inputs)
-
-    async def create(self, request: connector_pb2.CreateTaskRequest) -> bytes:
-        resp = await self.connectors.CreateTask(request, timeout=TIMEOUTS["CreateTask"])
-        return bytes(resp.resource_meta)
-
-    async def get(self, meta: bytes) -> connector_pb2.Resource:
-        resp = await self.connectors.GetTask(connector_pb2.GetTaskRequest(
-            resource_meta=meta, task_category=connector_pb2.TaskCategory(name="aws-batch", version=0)),
-            timeout=TIMEOUTS["GetTask"])
-        return resp.resource
-
-    async def until_terminal(self, meta: bytes, timeout: float = 90) -> tuple[connector_pb2.Resource, list[int]]:
-        seen: list[int] = []
-        deadline = time.monotonic() + timeout
-        while True:
-            res = await self.get(meta)
-            assert res.phase != Phase.UNDEFINED, "an UNDEFINED phase is a system error for the executor"
-            if not seen or seen[-1] != res.phase:
-                seen.append(res.phase)
-            if res.phase in TERMINAL:
-                return res, seen
-            assert time.monotonic() < deadline, f"phases {seen}, last message {res.message!r}"
-            await asyncio.sleep(0.2)
 
 
 async def native_outputs(task: Any, resource: connector_pb2.Resource) -> Any:

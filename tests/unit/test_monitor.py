@@ -121,6 +121,16 @@ async def test_a_job_aws_does_not_know_fails_retryably_only_after_the_grace(worl
     assert status.message == f"AWS Batch does not know job {meta.job_ids[0]} in us-east-1 (expired or deleted)"
 
 
+async def test_a_job_this_replica_submitted_that_aws_stops_returning_fails_after_the_grace(world: World) -> None:
+    meta = _single(world.aws, status="RUNNING")
+    world.engine.seed(meta.job_ids[0], QUEUE)  # as the submission worker does: the job is known without a describe
+    world.aws.remove_job(meta.job_ids[0])
+    assert (await world.status(meta)).phase == Phase.QUEUED
+    world.clock.advance(61)
+    status = await world.status(meta)
+    assert status.phase == Phase.RETRYABLE_FAILED and "does not know job" in status.message
+
+
 async def test_a_misconfigured_runnable_job_fails_after_the_dwell_and_is_terminated_once(world: World) -> None:
     reason = "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT - no compute environment has enough memory"
     meta = _single(world.aws, status="RUNNABLE", statusReason=reason)
