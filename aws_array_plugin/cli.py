@@ -22,7 +22,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
 _DEVTOOLS_COMMANDS = frozenset({"emulator", "demo"})
 _DEVTOOLS_MODULES = frozenset({
     "aws_batch_emulator", "aws_array_plugin_demo", "moto", "boto3", "flytekit", "flytekitplugins", "rich",
-    "werkzeug", "flask", "flask_cors",
+    "werkzeug", "flask", "flask_cors", "flyte", "aws_array_plugin_flyte",
 })
 INSTALL_HINT = "pip install 'aws-array-plugin[demo]' (from a checkout: make install)"
 

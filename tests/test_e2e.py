@@ -190,7 +190,14 @@ def test_the_demo_command_runs_everything_and_exits_0() -> None:
     assert "outputs    o0 = [9, 1, 16, None, 25]" in out
     assert "logs of square_all child 3 (GetTaskLogs, metadata child-index=3)" in out
     assert "ValueError: 13 is unlucky, refusing to square it" in out
-    assert "DEMO OK: both tasks behaved as expected" in out
+    # The Flyte 2 task, through the flyteidl2 connector face, at the same time as the two Flyte 1 tasks.
+    assert "CreateTask countdown (Flyte 2, aws-batch) -> AWS Batch job" in out
+    assert "] countdown   aws-batch (Flyte 2)  SUCCEEDED  succeeded" in out
+    assert "output     '5, 4, 3, 2, 1, liftoff! (sum 15)'" in out
+    assert "countdown: counting down from 5" in out
+    assert "ok    countdown (Flyte 2): SUCCEEDED" in out
+    assert "ok    countdown (Flyte 2): output '5, 4, 3, 2, 1, liftoff! (sum 15)'" in out
+    assert "DEMO OK: all three tasks (two Flyte 1, one Flyte 2) behaved as expected" in out
     assert "FAIL " not in out
     assert "\x1b[" not in out  # no terminal escapes when stdout is not a TTY
 
@@ -199,5 +206,6 @@ def test_the_demo_fails_with_a_clear_reason_when_the_tasks_do_not_finish() -> No
     proc = _demo("--timeout", "0", "--step", "5")
     assert proc.returncode == 1, f"{proc.stdout}\n{proc.stderr}"
     assert "DeleteTask summarize: terminated after the 0s timeout" in proc.stdout
+    assert "DeleteTask countdown (Flyte 2): terminated after the 0s timeout" in proc.stdout
     assert "FAIL  the tasks did not finish within 0s" in proc.stdout
     assert "DEMO FAILED" in proc.stdout

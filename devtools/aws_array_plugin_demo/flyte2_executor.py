@@ -427,6 +427,19 @@ class Client:
             resource_meta=meta, task_category=connector_pb2.TaskCategory(name=name, version=version)),
             timeout=TIMEOUTS["DeleteTask"])
 
+    async def logs(self, meta: bytes, lines: int = 200) -> list[str]:
+        """The job's log lines through GetTaskLogs (header, then bodies with `results`); not an executor call in
+        v2.0.43 (its connector plugin does not read logs), but the service answers it."""
+        name, version = TASK_CATEGORY
+        call = self.connectors.GetTaskLogs(connector_pb2.GetTaskLogsRequest(
+            resource_meta=meta, lines=lines, task_category=connector_pb2.TaskCategory(name=name, version=version)),
+            timeout=TIMEOUTS["GetTask"])
+        out: list[str] = []
+        async for part in call:
+            if part.HasField("body"):
+                out.extend(part.body.results)
+        return out
+
     async def until_terminal(self, meta: bytes, timeout: float = 90, interval: float = 0.2,  # noqa: ASYNC109
                              ) -> tuple[connector_pb2.Resource, list[int]]:
         """GetTask every `interval` s until a terminal phase: (last resource, phases seen in order). UNDEFINED is

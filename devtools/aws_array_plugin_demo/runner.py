@@ -203,7 +203,9 @@ async def _drive(args: argparse.Namespace, view: View, info: EmulatorInfo, runni
         client = propeller.Client(agent_pb2_grpc.AsyncAgentServiceStub(channel))
         # Flyte 2: the run `<execution>`, action a1, laid out as the run service and executor do.
         executor = fx.Client(channel, s3, bucket=info.bucket, root_dir=Path(_PACKAGE_ROOT), version=propeller.VERSION)
-        action = executor.action(execution, "a1")
+        # The run's env vars (`flyte.run(env_vars=...)`, the TaskAction's spec.envVars): print() reaches CloudWatch
+        # as it happens.
+        action = executor.action(execution, "a1", env_vars={"PYTHONUNBUFFERED": "1"})
         flyte2 = fx.ActionAttempt("countdown", flyte2_workflows.countdown, action,
                                   await executor.request(flyte2_workflows.countdown, action, n=COUNTDOWN))
         for a in attempts:
@@ -231,7 +233,7 @@ async def _drive(args: argparse.Namespace, view: View, info: EmulatorInfo, runni
                 await executor.delete(flyte2.resource_meta)
                 view.note(f"DeleteTask {flyte2.label} (Flyte 2): terminated after the {args.timeout:g}s timeout")
         checks = await _report(view, client, s3, attempts)
-        checks.extend(await _report_flyte2(view, s3, flyte2))
+        checks.extend(await _report_flyte2(view, executor, s3, flyte2))
     elapsed = time.monotonic() - t0
     if outcome == "timeout":
         checks.insert(0, Check(False, f"the tasks did not finish within {args.timeout:g}s (see --timeout, --step)"))
@@ -377,11 +379,13 @@ async def _report(view: View, client: Any, s3: Any, attempts: list[Attempt]) -> 
     return checks
 
 
-async def _report_flyte2(view: View, s3: Any, a: ActionAttempt) -> list[Check]:
+async def _report_flyte2(view: View, executor: Any, s3: Any, a: ActionAttempt) -> list[Check]:
     """The Flyte 2 task: SUCCEEDED, its output decoded with the SDK equal to what the demo computes, and a0's
-    outputs.pb under the action's output prefix (where the executor would read it)."""
+    outputs.pb under the action's output prefix (where the executor would read it); its print() in the job's log."""
+    import grpc
+
     from aws_array_plugin_demo import flyte2_executor as fx
-    from aws_array_plugin_demo.view import Section, links
+    from aws_array_plugin_demo.view import Section, links, pretty_log
 
     want = f"{', '.join(str(i) for i in range(COUNTDOWN, 0, -1))}, liftoff! (sum {COUNTDOWN * (COUNTDOWN + 1) // 2})"
     got: Any = None
@@ -405,6 +409,16 @@ async def _report_flyte2(view: View, s3: Any, a: ActionAttempt) -> list[Check]:
         f"S3         {a.request.output_prefix}/ holds: {', '.join(keys) or '(nothing)'}",
         LINKS_NOTE,
     ], ok=all(c.ok for c in checks), links=links(a)))
+    error = ""
+    try:
+        raw = await executor.logs(a.resource_meta)
+    except grpc.aio.AioRpcError as exc:  # shown in the section; the check below fails
+        raw, error = [], f"GetTaskLogs failed: {exc.code().name}: {exc.details()}"
+    lines, _ = pretty_log(raw)
+    ok = any(f"counting down from {COUNTDOWN}" in line for line in raw)
+    checks.append(Check(ok, f"{a.label} (Flyte 2): log shows the task's print() output"))
+    view.section(Section(f"logs of {a.label} (Flyte 2 GetTaskLogs)", [*lines, *([error] if error else [])]
+                         or ["(no lines)"], ok=ok))
     return checks
 
 

@@ -35,7 +35,6 @@ Phase = execution_pb2.TaskExecution
 TERMINAL = {Phase.SUCCEEDED, Phase.FAILED, Phase.RETRYABLE_FAILED, Phase.ABORTED}
 # The image's code: a0 imports the task module from PYTHONPATH (the job's environment, from the service config).
 CONFIG = {"defaultEnv": {"PYTHONPATH": str(HERE)}}
-TIMEOUTS = {"CreateTask": 10, "GetTask": 30, "DeleteTask": 10}  # the executor's defaultConnector timeouts
 
 
 class Executor(fx.Client):
@@ -82,6 +81,8 @@ async def test_a_flyte2_task_runs_on_aws_batch_and_returns_what_it_computed(star
         assert command[command.index("--name") + 1] == "a1"
         assert sub["tags"]["flyte:execution-id"] == action.run_name
         assert sub["tags"]["flyte:task-name"] == "plain.triple"
+        # GetTaskLogs through the Flyte 2 face: the job's CloudWatch stream, where a0 logs the run.
+        assert any("Flyte runtime completed" in line for line in await executor.logs(meta))
         # The executor would read <output_prefix>/outputs.pb when the answer has no outputs: a0 wrote it there.
         key = f"{request.output_prefix}/outputs.pb".removeprefix(f"s3://{BUCKET}/")
         assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
