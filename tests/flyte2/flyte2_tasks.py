@@ -36,7 +36,7 @@ def greet(name: str, times: int) -> str:
     return " ".join([f"hello {name}"] * times)
 
 
-@plain.task
+@plain.task(retries=3)
 def triple(x: int) -> int:
     return 3 * x
 

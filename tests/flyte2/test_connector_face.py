@@ -81,6 +81,7 @@ async def test_a_flyte2_task_runs_on_aws_batch_and_returns_what_it_computed(star
         assert command[command.index("--name") + 1] == "a1"
         assert sub["tags"]["flyte:execution-id"] == action.run_name
         assert sub["tags"]["flyte:task-name"] == "plain.triple"
+        assert sub["retryStrategy"] == {"attempts": 1}  # the executor retries a retryable failure itself
         # GetTaskLogs through the Flyte 2 face: the job's CloudWatch stream, where a0 logs the run.
         assert any("Flyte runtime completed" in line for line in await executor.logs(meta))
         # The executor would read <output_prefix>/outputs.pb when the answer has no outputs: a0 wrote it there.
