@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from aws_array_plugin.job_requests import Chunk, array_chunks
 
@@ -43,16 +43,19 @@ def status_summary(detail: Mapping[str, Any] | None) -> dict[str, int]:
     return {str(k): int(v) for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)}
 
 
-def chunks_with_ids(size: int, job_ids: Sequence[str]) -> list[tuple[Chunk, str]]:
-    """Each chunk of an array task with the AWS job that runs it."""
-    return list(zip(array_chunks(size), job_ids, strict=False))
+_T = TypeVar("_T")
+
+
+def chunks_with(size: int, per_job: Sequence[_T]) -> list[tuple[Chunk, _T]]:
+    """Each chunk of an array task with what stands for the AWS job that runs it (its id, its tracked state)."""
+    return list(zip(array_chunks(size), per_job, strict=False))
 
 
 def job_of_child(size: int, job_ids: Sequence[str], index: int) -> str | None:
     """The AWS job id of Flyte child `index` of an array task (a plain job when size is 1)."""
     if size == 1:
         return job_ids[0] if job_ids and index == 0 else None
-    for chunk, parent in chunks_with_ids(size, job_ids):
+    for chunk, parent in chunks_with(size, job_ids):
         if chunk.offset <= index < chunk.offset + chunk.size:
             return child_job_id(parent, index - chunk.offset)
     return None

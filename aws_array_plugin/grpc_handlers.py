@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, overload
 
 import grpc
 from google.protobuf import descriptor, message, message_factory
@@ -19,10 +19,17 @@ NO_DEADLINE_BUDGET = 30.0  # seconds, for a caller that sets no deadline (the sc
 STATUS_CODES = {reason: getattr(grpc.StatusCode, reason.value) for reason in Reason}
 
 
-def budget(context: grpc.aio.ServicerContext) -> float:
-    """Time to answer within the caller's deadline, with a margin to send the answer."""
+@overload
+def budget(context: grpc.aio.ServicerContext) -> float: ...
+@overload
+def budget(context: grpc.aio.ServicerContext, without_deadline: None) -> float | None: ...
+
+
+def budget(context: grpc.aio.ServicerContext, without_deadline: float | None = NO_DEADLINE_BUDGET) -> float | None:
+    """Time to answer within the caller's deadline, with a margin to send the answer (`without_deadline` when
+    the caller set none)."""
     remaining = context.time_remaining()
-    return max(0.5, remaining * 0.8) if remaining is not None else NO_DEADLINE_BUDGET
+    return max(0.5, remaining * 0.8) if remaining else without_deadline
 
 
 async def abort(context: grpc.aio.ServicerContext, method: str, exc: Exception) -> None:

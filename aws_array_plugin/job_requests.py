@@ -43,12 +43,17 @@ def image_repository(image: str) -> str:
     return m.group(3) if m else image
 
 
+def chunk_count(size: int, max_chunk: int = AWS_MAX_ARRAY_SIZE) -> int:
+    """How many AWS jobs run an array task of `size` children."""
+    return -(-size // max_chunk) if size > 0 else 0
+
+
 def array_chunks(size: int, max_chunk: int = AWS_MAX_ARRAY_SIZE) -> list[Chunk]:
     """Balanced split of `size` children into AWS array jobs of at most `max_chunk` (never a chunk of 1,
     which AWS rejects, unless the whole array is 1)."""
-    if size <= 0:
+    n = chunk_count(size, max_chunk)
+    if n == 0:
         return []
-    n = -(-size // max_chunk)
     base, extra = divmod(size, n)
     chunks, offset = [], 0
     for i in range(n):

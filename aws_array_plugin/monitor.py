@@ -20,7 +20,6 @@ from flyteidl.core import literals_pb2
 from aws_array_plugin import batch_ids, error_summary, log_links, outputs, phases
 from aws_array_plugin.bounded import BoundedCache
 from aws_array_plugin.config import Config
-from aws_array_plugin.job_requests import array_chunks
 from aws_array_plugin.metrics import Metrics
 from aws_array_plugin.resource_meta import SINGLE, ResourceMeta, task_prefix
 from aws_array_plugin.status_engine import StatusEngine, TrackedJob
@@ -161,7 +160,7 @@ class Monitor:
 
     # -- arrays --------------------------------------------------------------------------------------
     async def _array(self, meta: ResourceMeta, jobs: list[TrackedJob]) -> TaskStatus:
-        parts = [(c.size, j.detail or {}) for c, j in zip(array_chunks(meta.size), jobs, strict=False)]
+        parts = [(c.size, j.detail or {}) for c, j in batch_ids.chunks_with(meta.size, jobs)]
         counts = phases.array_counts(parts)
         verdict = phases.array_verdict(counts, meta.min_successes)
         custom = {"children": counts.as_dict(), "minSuccesses": meta.min_successes}
@@ -230,7 +229,7 @@ class Monitor:
             return [detail] if jobs[0].status == "FAILED" else []
         limit = self._policy.failed_child_details
         result: list[dict[str, Any]] = []
-        for chunk, job in zip(array_chunks(meta.size), jobs, strict=False):
+        for chunk, job in batch_ids.chunks_with(meta.size, jobs):
             if job.detail is None:
                 continue
             summary = batch_ids.status_summary(job.detail)
@@ -247,7 +246,7 @@ class Monitor:
         if running <= 0 or k <= 0 or meta.size == 1:
             return []
         sample: list[dict[str, Any]] = []
-        for chunk, job in zip(array_chunks(meta.size), jobs, strict=False):
+        for chunk, job in batch_ids.chunks_with(meta.size, jobs):
             if batch_ids.status_summary(job.detail).get("RUNNING", 0) > 0 and len(sample) < k:
                 for child in await self._engine.running_children(job, k - len(sample)):
                     sample.append(batch_ids.with_global_index(child, chunk))

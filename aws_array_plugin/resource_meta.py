@@ -16,7 +16,7 @@ from aws_array_plugin._proto.resource_meta_pb2 import (
     Face,
     ResourceMeta,
 )
-from aws_array_plugin.job_requests import array_chunks
+from aws_array_plugin.job_requests import chunk_count
 from aws_array_plugin.s3_uris import split_uri
 
 SCHEMA_VERSION = 1
@@ -100,7 +100,7 @@ def _check_usable(meta: ResourceMeta) -> None:
         raise MetaError(f"resource meta has an array size {meta.size} above {MAX_META_ARRAY_SIZE}")
     if meta.min_successes > meta.size:
         raise MetaError(f"resource meta needs {meta.min_successes} successes of an array of {meta.size}")
-    chunks = len(array_chunks(meta.size))
+    chunks = chunk_count(meta.size)
     if meta.job_ids and len(meta.job_ids) != chunks:
         raise MetaError(f"resource meta of an array of {meta.size} has {len(meta.job_ids)} job ids, not {chunks}")
 

@@ -11,6 +11,7 @@ from aws_array_plugin.resource_meta import ARRAY, ResourceMeta
 from aws_array_plugin.status_engine import StatusEngine
 from aws_array_plugin.task_status import LogLine, LogPage, Reason, TaskError
 
+CHILD_INDEX_METADATA = "child-index"  # how a Flyte 1 caller names the array child whose logs it wants (gRPC metadata)
 MAX_LINES = 10_000  # GetLogEvents' own limit per call
 DEFAULT_LINES = 1_000
 
@@ -26,8 +27,8 @@ class TaskLogs:
         job_id = job_ids[0]
         if meta.kind == ARRAY and meta.size > 1:
             if child is None:
-                raise TaskError(Reason.INVALID_ARGUMENT, "an array task: pass the child index in the "
-                                "`child-index` metadata")
+                raise TaskError(Reason.INVALID_ARGUMENT,
+                                f"an array task: pass the child index in the `{CHILD_INDEX_METADATA}` metadata")
             if not 0 <= child < meta.size:
                 raise TaskError(Reason.OUT_OF_RANGE, f"child index {child} outside 0..{meta.size - 1}")
             job_id = batch_ids.job_of_child(meta.size, job_ids, child) or job_id

@@ -97,34 +97,53 @@ def emulator(moto: MotoServer) -> Iterator[Any]:
         yield emulator
 
 
+@contextlib.asynccontextmanager
+async def plugin_server(config: dict[str, Any], endpoint: str,
+                        install: Callable[[Any], None] | None = None) -> AsyncIterator[Plugin]:
+    """The real plugin server in-process on a free port, its AWS clients pointed at `endpoint`, its Batch calls
+    recorded in `Plugin.calls`; `install(events)` may hook its batch client's botocore events too."""
+    cfg = load_config(config)
+    started: asyncio.Future[RunningServer] = asyncio.get_running_loop().create_future()
+    stop = asyncio.Event()
+    # The AWS clients read the endpoint from the environment when the server starts.
+    saved = os.environ.get("AWS_ENDPOINT_URL")
+    os.environ["AWS_ENDPOINT_URL"] = endpoint
+    task = asyncio.create_task(serve(cfg, host="127.0.0.1", port=0, metrics_port=0, stop=stop, started=started))
+    try:
+        await asyncio.wait([started, task], timeout=30, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if saved is None:
+            os.environ.pop("AWS_ENDPOINT_URL", None)
+        else:
+            os.environ["AWS_ENDPOINT_URL"] = saved
+    if not started.done():
+        stop.set()
+        await task  # raises what made serve fail
+        raise RuntimeError("the plugin server did not start")
+    running = started.result()
+    calls: list[tuple[str, dict[str, Any]]] = []
+
+    def record(params: dict[str, Any], model: Any, **_: Any) -> None:
+        calls.append((model.name, dict(params)))
+
+    events = running.core.api.client("batch").meta.events
+    events.register("provide-client-params.batch.*", record)
+    if install is not None:
+        install(events)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
+    try:
+        yield Plugin(running, channel, agent_pb2_grpc.AsyncAgentServiceStub(channel),
+                     agent_pb2_grpc.AgentMetadataServiceStub(channel), calls)
+    finally:
+        await channel.close()
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
 @pytest.fixture
 def start_plugin(moto: MotoServer) -> StartPlugin:
-    @contextlib.asynccontextmanager
-    async def start(config: dict[str, Any] | None = None, endpoint: str | None = None) -> AsyncIterator[Plugin]:
-        merged = {**BASE_CONFIG, **(config or {})}
-        cfg = load_config(merged)
-        started: asyncio.Future[RunningServer] = asyncio.get_running_loop().create_future()
-        stop = asyncio.Event()
-        # The AWS clients read the endpoint from the environment when the server starts.
-        os.environ["AWS_ENDPOINT_URL"] = endpoint or moto.endpoint
-        task = asyncio.create_task(serve(cfg, host="127.0.0.1", port=0, metrics_port=0, stop=stop, started=started))
-        try:
-            running = await asyncio.wait_for(started, 30)
-        finally:
-            os.environ["AWS_ENDPOINT_URL"] = moto.endpoint
-        calls: list[tuple[str, dict[str, Any]]] = []
-
-        def record(params: dict[str, Any], model: Any, **_: Any) -> None:
-            calls.append((model.name, dict(params)))
-
-        running.core.api.client("batch").meta.events.register("provide-client-params.batch.*", record)
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
-        try:
-            yield Plugin(running, channel, agent_pb2_grpc.AsyncAgentServiceStub(channel),
-                         agent_pb2_grpc.AgentMetadataServiceStub(channel), calls)
-        finally:
-            await channel.close()
-            stop.set()
-            await asyncio.wait_for(task, 30)
+    def start(config: dict[str, Any] | None = None, endpoint: str | None = None
+              ) -> contextlib.AbstractAsyncContextManager[Plugin]:
+        return plugin_server({**BASE_CONFIG, **(config or {})}, endpoint or moto.endpoint)
 
     return start

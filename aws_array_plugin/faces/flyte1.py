@@ -12,41 +12,20 @@ from typing import Any
 import grpc
 from flyteidl.admin import agent_pb2
 from flyteidl.core import execution_pb2, literals_pb2
-from google.protobuf import struct_pb2, timestamp_pb2
+from google.protobuf import timestamp_pb2
 
 from aws_array_plugin.core import NewTask, TaskCore
-from aws_array_plugin.faces.rpc import CoreCalls
+from aws_array_plugin.faces.rpc import CoreCalls, ResourceEncoder
 from aws_array_plugin.metrics import Metrics
 from aws_array_plugin.resource_meta import FLYTE1
+from aws_array_plugin.task_logs import CHILD_INDEX_METADATA
 from aws_array_plugin.task_specs import build_task_spec
-from aws_array_plugin.task_status import Phase, TaskStatus
 from aws_array_plugin.task_types import TASK_TYPE_VERSIONS
 
 AGENT_NAME = "AWS Batch (aws-array-plugin)"
-CHILD_INDEX_METADATA = "child-index"  # GetTaskLogs of an array child: its Flyte index, as gRPC metadata
 
-_PHASES = {
-    Phase.QUEUED: execution_pb2.TaskExecution.QUEUED,
-    Phase.INITIALIZING: execution_pb2.TaskExecution.INITIALIZING,
-    Phase.RUNNING: execution_pb2.TaskExecution.RUNNING,
-    Phase.SUCCEEDED: execution_pb2.TaskExecution.SUCCEEDED,
-    Phase.FAILED: execution_pb2.TaskExecution.FAILED,
-    Phase.RETRYABLE_FAILED: execution_pb2.TaskExecution.RETRYABLE_FAILED,
-}
-
-
-def encode_status(status: TaskStatus) -> agent_pb2.Resource:
-    resource = agent_pb2.Resource(phase=_PHASES[status.phase], message=status.message)
-    resource.log_links.extend(execution_pb2.TaskLog(uri=link.uri, name=link.name,
-                                                    ShowWhilePending=link.show_while_pending)
-                              for link in status.links)
-    if status.custom:
-        custom = struct_pb2.Struct()
-        custom.update(status.custom)
-        resource.custom_info.CopyFrom(custom)
-    if status.outputs is not None:
-        resource.outputs.CopyFrom(literals_pb2.LiteralMap.FromString(status.outputs))
-    return resource
+encode_status = ResourceEncoder(agent_pb2.Resource, execution_pb2.TaskLog, literals_pb2.LiteralMap,
+                                execution_pb2.TaskExecution.Phase)
 
 
 def new_task(request: agent_pb2.CreateTaskRequest) -> NewTask:

@@ -20,15 +20,13 @@ from flyteidl2.connector import connector_pb2
 from flyteidl2.core import execution_pb2
 from flyteidl2.logs.dataplane import payload_pb2
 from flyteidl2.task import common_pb2
-from google.protobuf import struct_pb2
 
 from aws_array_plugin.config import Config
 from aws_array_plugin.core import NewTask, TaskCore
-from aws_array_plugin.faces.rpc import CoreCalls
+from aws_array_plugin.faces.rpc import CoreCalls, ResourceEncoder
 from aws_array_plugin.metrics import Metrics
 from aws_array_plugin.resource_meta import FLYTE2
 from aws_array_plugin.task_specs import Rejection, TaskSpec, build_task_spec
-from aws_array_plugin.task_status import Phase, TaskStatus
 from aws_array_plugin.task_types import AWS_BATCH, CONTAINER_ARRAY, TASK_TYPE_VERSIONS
 
 CONNECTOR_NAME = "AWS Batch (aws-array-plugin)"
@@ -37,30 +35,10 @@ TASK_TYPES = (AWS_BATCH,)  # no map task type in Flyte 2
 # metadata they come from.
 _UNRENDERED = ("{{.runName}}", "{{.actionName}}")
 
-_PHASES = {
-    Phase.QUEUED: execution_pb2.TaskExecution.QUEUED,
-    Phase.INITIALIZING: execution_pb2.TaskExecution.INITIALIZING,
-    Phase.RUNNING: execution_pb2.TaskExecution.RUNNING,
-    Phase.SUCCEEDED: execution_pb2.TaskExecution.SUCCEEDED,
-    Phase.FAILED: execution_pb2.TaskExecution.FAILED,
-    Phase.RETRYABLE_FAILED: execution_pb2.TaskExecution.RETRYABLE_FAILED,
-}
-
-
-def encode_status(status: TaskStatus) -> connector_pb2.Resource:
-    """Never an UNDEFINED phase: the executor treats it as a system error."""
-    resource = connector_pb2.Resource(phase=_PHASES[status.phase], message=status.message)
-    resource.log_links.extend(execution_pb2.TaskLog(uri=link.uri, name=link.name,
-                                                    ShowWhilePending=link.show_while_pending)
-                              for link in status.links)
-    if status.custom:
-        custom = struct_pb2.Struct()
-        custom.update(status.custom)
-        resource.custom_info.CopyFrom(custom)
-    if status.outputs is not None:
-        # A LiteralMap's bytes are a valid task.Outputs (map entries and NamedLiterals share their wire form).
-        resource.outputs.CopyFrom(common_pb2.Outputs.FromString(status.outputs))
-    return resource
+# Every phase is set (the executor treats UNDEFINED as a system error); a LiteralMap's bytes are a valid
+# task.Outputs (map entries and NamedLiterals share their wire form).
+encode_status = ResourceEncoder(connector_pb2.Resource, execution_pb2.TaskLog, common_pb2.Outputs,
+                                execution_pb2.TaskExecution.Phase)
 
 
 def as_flyte1_request(request: connector_pb2.CreateTaskRequest) -> v1_agent_pb2.CreateTaskRequest:

@@ -19,7 +19,6 @@ What lives here, so that the test bodies and goldens never depend on the service
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import copy
 import difflib
@@ -33,13 +32,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 from flyteidl.admin import agent_pb2
 from flyteidl.core import errors_pb2, execution_pb2, literals_pb2
 from google.protobuf import json_format
 
 from tests.conftest import BUCKET, QUEUE, REGION, MotoServer, Plugin
+from tests.conftest import plugin_server as suite_plugin_server
 from tests.templates import literal_map
 
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
@@ -303,40 +302,11 @@ def merged(base: dict[str, Any], extra: dict[str, Any] | None) -> dict[str, Any]
 @contextlib.asynccontextmanager
 async def plugin_server(moto: MotoServer, batch: ScriptedBatch, config: dict[str, Any] | None = None
                         ) -> AsyncIterator[Plugin]:
-    """The real plugin server in-process, as the suite's `start_plugin` fixture starts it (a function-scoped
-    fixture, which module-scoped sharing cannot use), with CHAR_CONFIG deep-merged with `config`, its AWS calls
-    recorded in `Plugin.calls` and its batch client answered by `batch`."""
-    from flyteidl.service import agent_pb2_grpc
-
-    from aws_array_plugin.config import load_config
-    from aws_array_plugin.server import serve
-
-    cfg = load_config(merged(CHAR_CONFIG, config))
-    started: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    stop = asyncio.Event()
-    os.environ["AWS_ENDPOINT_URL"] = moto.endpoint  # the AWS clients read it when the server starts
-    task = asyncio.create_task(serve(cfg, host="127.0.0.1", port=0, metrics_port=0, stop=stop, started=started))
-    await asyncio.wait([started, task], timeout=30, return_when=asyncio.FIRST_COMPLETED)
-    if not started.done():
-        stop.set()
-        await task  # raises what made serve fail
-        raise RuntimeError("the plugin server did not start")
-    running = started.result()
-    calls: list[tuple[str, dict[str, Any]]] = []
-
-    def record(params: dict[str, Any], model: Any, **_: Any) -> None:
-        calls.append((model.name, dict(params)))
-
-    running.core.api.client("batch").meta.events.register("provide-client-params.batch.*", record)
-    batch.install(running.core.api.client("batch").meta.events)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
-    try:
-        yield Plugin(running, channel, agent_pb2_grpc.AsyncAgentServiceStub(channel),
-                     agent_pb2_grpc.AgentMetadataServiceStub(channel), calls)
-    finally:
-        await channel.close()
-        stop.set()
-        await asyncio.wait_for(task, 30)
+    """The suite's plugin server (tests/conftest.py `plugin_server`; the function-scoped `start_plugin` fixture
+    cannot be shared by a module) with CHAR_CONFIG deep-merged with `config`, its batch client answered by
+    `batch`."""
+    async with suite_plugin_server(merged(CHAR_CONFIG, config), moto.endpoint, batch.install) as plugin:
+        yield plugin
 
 
 # -- AWS-shaped job details ---------------------------------------------------------------------------------------

@@ -129,13 +129,14 @@ async def test_both_faces_serve_on_one_port_with_a_task_of_each_in_flight(start_
         executor = Executor(plugin, s3)
         v2_meta = await executor.create(await executor.request(flyte2_tasks.triple, executor.action(), x=2))
         v1_request = propeller.shell(create_request(task_template("awsbatch_minimal_task"), execution="both-faces"),
-                                     "sleep 1")
+                                     "sleep 20")
         v1_meta = (await plugin.agents.CreateTask(v1_request, timeout=10)).resource_meta
         v1_get = agent_pb2.GetTaskRequest(resource_meta=v1_meta, task_category=agent_pb2.TaskCategory(name="aws-batch"))
-        assert (await plugin.agents.GetTask(v1_get, timeout=30)).resource.phase not in TERMINAL
-        assert (await executor.get(v2_meta)).phase not in TERMINAL
         res, _ = await executor.until_terminal(v2_meta)
         assert res.phase == Phase.SUCCEEDED
+        # The Flyte 1 task, submitted before the Flyte 2 one finished, is still running: both were in flight.
+        assert (await plugin.agents.GetTask(v1_get, timeout=30)).resource.phase not in TERMINAL
+        await plugin.agents.DeleteTask(agent_pb2.DeleteTaskRequest(resource_meta=v1_meta), timeout=10)
         # A meta goes back to the face that made it.
         crossed = await executor.get(bytes(v1_meta))
         assert crossed.phase == Phase.FAILED and "Flyte 1" in crossed.message
