@@ -34,13 +34,14 @@ log = logging.getLogger(__name__)
 THROTTLE_CODES = frozenset({
     "TooManyRequestsException", "ThrottlingException", "Throttling", "ThrottledException", "SlowDown",
     "RequestLimitExceeded", "RequestThrottled", "RequestThrottledException", "LimitExceededException",
+    "ProvisionedThroughputExceededException", "KMSThrottlingException",
 })
 SERVER_CODES = frozenset({
     "ServerException", "InternalError", "InternalFailure", "ServiceUnavailable", "ServiceUnavailableException",
     "InternalServerError", "RequestTimeout", "RequestTimeoutException",
 })
 USER_AGENT_EXTRA = f"aws-array-plugin/{__version__}"
-CALL_CLASSES = ("submit", "describe", "list", "terminate", "job_definitions", "s3", "logs")
+CALL_CLASSES = ("submit", "describe", "list", "terminate", "job_definitions", "s3", "logs", "events")
 
 
 class AwsCalls(Protocol):
@@ -136,7 +137,10 @@ class AwsApi:
             connect_timeout=5,
             read_timeout=30,
         )
-        for service in ("batch", "s3", "logs"):
+        services = ["batch", "s3", "logs"]
+        if self.config.status.events.enabled:
+            services += ["kinesis", "events", "sqs"]
+        for service in services:
             self._clients[service] = await self._stack.enter_async_context(
                 session.create_client(service, config=cfg)
             )

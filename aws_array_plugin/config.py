@@ -121,8 +121,50 @@ class RateLimits(_Model):
     list: RateLimit = RateLimit(rate=10, burst=20)
     terminate: RateLimit = RateLimit(rate=10, burst=20)
     job_definitions: RateLimit = RateLimit(rate=5, burst=10)
+    # The event source: GetRecords, ListShards, heartbeats, the dead-letter queue's depth.
+    events: RateLimit = RateLimit(rate=10, burst=20)
     s3: RateLimit = RateLimit(rate=500, burst=500)
     logs: RateLimit = RateLimit(rate=10, burst=20)
+
+
+class EventsConfig(_Model):
+    """Push-first status (docs/architecture.md, "Status events"): AWS Batch's state-change events, read from the
+    Kinesis stream an EventBridge rule fills, keep tracked jobs current; DescribeJobs only reconciles."""
+
+    enabled: bool = False
+    # Kinesis stream (name or ARN) the EventBridge rule targets; every replica reads all of its shards.
+    stream: str = ""
+    # Bus the replicas' heartbeat events are put on (the heartbeat rule forwards them to the stream).
+    event_bus: str = "default"
+    # The rule targets' SQS dead-letter queue (URL): entries there are lost events, so everything is reconciled.
+    dead_letter_queue: str = ""
+    # A heartbeat goes round the whole delivery (bus, rule, stream, reader) this often...
+    heartbeat_interval: float = 15.0
+    # ...and when the newest one seen back was sent longer ago than this, the source is unhealthy: poll instead.
+    heartbeat_timeout: float = 60.0
+    # GetRecords per shard and replica; Kinesis allows 5 reads/s per shard across all readers.
+    poll_interval: float = 1.0
+    # A job without an event for this long is described once (dropped events are repaired within it).
+    reconcile_interval: float = 900.0
+    # The rule forwards array children's events (their statuses are counted per array); false: arrays are polled.
+    array_child_events: bool = True
+    dead_letter_check_interval: float = 60.0
+
+    @field_validator("heartbeat_interval", "heartbeat_timeout", "poll_interval", "reconcile_interval",
+                     "dead_letter_check_interval", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> float:
+        return parse_duration(v)
+
+    @model_validator(mode="after")
+    def _usable(self) -> EventsConfig:
+        if self.enabled and not self.stream.strip():
+            raise ValueError("stream is required when events are enabled")
+        if self.heartbeat_timeout < self.heartbeat_interval:
+            raise ValueError("heartbeatTimeout must be at least heartbeatInterval (best several times it)")
+        if self.poll_interval <= 0 or self.reconcile_interval <= 0:
+            raise ValueError("pollInterval and reconcileInterval must be positive")
+        return self
 
 
 class StatusConfig(_Model):
@@ -148,6 +190,7 @@ class StatusConfig(_Model):
     # A failing array answers RUNNING for at most this long while its failed children's errors are collected,
     # so its final answer says why (permanent or retryable) instead of guessing.
     failure_details_wait: float = 120.0
+    events: EventsConfig = Field(default_factory=EventsConfig)
 
     @field_validator("refresh_interval", "max_staleness", "idle_eviction", "batch_window",
                      "misconfiguration_dwell", "answer_timeout", "missing_job_grace", "failure_details_wait",

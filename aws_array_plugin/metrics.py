@@ -71,3 +71,50 @@ class Metrics:
             f"{PREFIX}_jobs_runnable_stuck", "Tracked jobs RUNNABLE with a blocking reason, by reason.",
             ["reason"], registry=r,
         )
+        # -- status events (docs/architecture.md, "Status events") --
+        self.events_received = Counter(
+            f"{PREFIX}_events_received", "Events read from the event stream, by kind (job, array_child, heartbeat, "
+            "other).", ["kind"], registry=r,
+        )
+        self.events_applied = Counter(
+            f"{PREFIX}_events_applied", "Events that moved a tracked job (or an array's child) forward, by kind.",
+            ["kind"], registry=r,
+        )
+        self.events_duplicate = Counter(
+            f"{PREFIX}_events_duplicate", "Events for a state already known (a redelivery).", registry=r,
+        )
+        self.events_out_of_order = Counter(
+            f"{PREFIX}_events_out_of_order", "Events older than the state already known, ignored.", registry=r,
+        )
+        self.events_untracked = Counter(
+            f"{PREFIX}_events_untracked", "Events for jobs this replica does not track.", registry=r,
+        )
+        self.event_lag = Histogram(
+            f"{PREFIX}_event_lag_seconds", "From an event's time (1 s resolution) to its application.",
+            buckets=(0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 300.0), registry=r,
+        )
+        self.status_describes = Counter(
+            f"{PREFIX}_status_describes", "DescribeJobs calls of the status engine by why: lookup (a GetTask needed "
+            "it), refresh (polling), reconcile (no event for reconcileInterval), gap (the event source lost events).",
+            ["reason"], registry=r,
+        )
+        self.event_source_healthy = Gauge(
+            f"{PREFIX}_event_source_healthy", "1 while this replica's heartbeats come back through the event "
+            "stream in time.", registry=r,
+        )
+        self.status_polling_fallback = Gauge(
+            f"{PREFIX}_status_polling_fallback", "1 while the engine polls because the event source is unhealthy.",
+            registry=r,
+        )
+        self.event_source_gaps = Counter(
+            f"{PREFIX}_event_source_gaps", "Times every tracked job was reconciled because events may be lost, by "
+            "cause (start, heartbeat_missed, read_failed, iterator_lost, dead_letter).", ["cause"], registry=r,
+        )
+        self.event_stream_behind = Gauge(
+            f"{PREFIX}_event_stream_behind_seconds", "How far this replica's reading is behind the stream's tip "
+            "(the largest MillisBehindLatest of its shards).", registry=r,
+        )
+        self.event_heartbeat_age = Gauge(
+            f"{PREFIX}_event_heartbeat_age_seconds", "Since this replica last saw its own heartbeat come back.",
+            registry=r,
+        )

@@ -54,6 +54,7 @@ class RunningServer:
     health_port: int | None
     stop: asyncio.Event
     core: Any  # the TaskCore: config, api, store, submissions, engine, metrics
+    events: Any = None  # the EventSource, with status.events
 
 
 def _credentials(config: Any) -> Any:
@@ -82,6 +83,7 @@ async def serve(config: Any, *, host: str = "0.0.0.0", port: int = 8000, metrics
 
     from aws_array_plugin.aws_calls import AwsApi
     from aws_array_plugin.core import TaskCore
+    from aws_array_plugin.event_source import EventSource
     from aws_array_plugin.faces import flyte1, flyte2
     from aws_array_plugin.grpc_handlers import add_servicer
     from aws_array_plugin.job_definitions import JobDefinitions
@@ -105,6 +107,9 @@ async def serve(config: Any, *, host: str = "0.0.0.0", port: int = 8000, metrics
                     TaskLogs(api, engine, config.job_definitions.log_group))
     submissions.start()
     engine.start()
+    events = EventSource(api, config.status.events, engine, metrics) if config.status.events.enabled else None
+    if events is not None:
+        events.start()
 
     s = config.server
     server = grpc.aio.server(options=[
@@ -155,7 +160,7 @@ async def serve(config: Any, *, host: str = "0.0.0.0", port: int = 8000, metrics
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread (tests)
             loop.add_signal_handler(sig, stop.set)
     if started is not None and not started.done():
-        started.set_result(RunningServer(bound, http_server.server_port, health_bound, stop, core))
+        started.set_result(RunningServer(bound, http_server.server_port, health_bound, stop, core, events))
     try:
         await stop.wait()
     finally:
@@ -166,6 +171,8 @@ async def serve(config: Any, *, host: str = "0.0.0.0", port: int = 8000, metrics
         if health_server is not None:
             await health_server.stop(None)
         await submissions.stop()
+        if events is not None:
+            await events.stop()
         await engine.stop()
         await api.close()
         http_server.shutdown()

@@ -9,24 +9,32 @@
   log links.
 - Memory is a cache: jobs nobody asked about for `idleEviction` are dropped, and a fresh process
   rebuilds everything from the resource meta.
+- With `status.events` (docs/architecture.md, "Status events"), AWS Batch's state-change events keep tracked
+  jobs current while the event source is healthy (`apply`): then DescribeJobs only reconciles, a job once per
+  `reconcileInterval` without an event, and every job after a gap. Events and DescribeJobs answers both carry
+  versions (job_events), so neither moves a job back. An unhealthy source means polling again, by itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aws_array_plugin.aws_calls import AwsApi, AwsRequestError, AwsUnavailable
+from aws_array_plugin import job_events
+from aws_array_plugin.array_tally import ArrayTally
+from aws_array_plugin.aws_calls import AwsCalls, AwsRequestError, AwsUnavailable
 from aws_array_plugin.background import cancel_and_wait
 from aws_array_plugin.batch_ids import local_index, status_summary
 from aws_array_plugin.bounded import BoundedCache
 from aws_array_plugin.config import StatusConfig
 from aws_array_plugin.job_details import decode_describe_jobs, slim
+from aws_array_plugin.job_events import JobEvent, Order, Version
 from aws_array_plugin.metrics import Metrics
 from aws_array_plugin.phases import TERMINAL_STATUSES, blocking_reason
 from aws_array_plugin.terminations import terminate_jobs
@@ -34,6 +42,8 @@ from aws_array_plugin.terminations import terminate_jobs
 log = logging.getLogger(__name__)
 
 MAX_IDS_PER_CALL = 100
+# Why a describe is made (the metric's reason), most urgent first: a batch counts as its most urgent id's.
+_REASONS = ("lookup", "gap", "reconcile", "refresh")
 _PHASE_NAMES = {"SUBMITTED": "queued", "PENDING": "queued", "RUNNABLE": "queued", "STARTING": "initializing",
                 "RUNNING": "running", "SUCCEEDED": "succeeded", "FAILED": "failed"}
 @dataclass(slots=True)
@@ -60,6 +70,10 @@ class TrackedJob:
     background: bool = True
     # A describe of this job is queued or in flight.
     refreshing: bool = False
+    # The version of `detail` (job_events): nothing older replaces it.
+    version: Version | None = None
+    # Arrays, with events: the children's states from their own events.
+    tally: ArrayTally | None = None
 
     @property
     def status(self) -> str:
@@ -71,10 +85,14 @@ class TrackedJob:
 
 
 class StatusEngine:
-    def __init__(self, api: AwsApi, config: StatusConfig, metrics: Metrics,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, api: AwsCalls, config: StatusConfig, metrics: Metrics,
+                 clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time) -> None:
         self._api = api
         self._cfg = config
+        self._wall = wall_clock
+        # Events keep jobs current only while the source says it is healthy (set_events_live).
+        self._events_live = False
+        self._reasons: dict[str, str] = {}
         self._metrics = metrics
         self._clock = clock
         # Jobs asked about, least recently asked first; past maxTrackedJobs the oldest is forgotten.
@@ -91,6 +109,8 @@ class StatusEngine:
         self._served_age = 0.0
         self._child_lookups: dict[str, asyncio.Task[None]] = {}
         self.describe_calls = 0
+        if config.events.enabled:
+            metrics.status_polling_fallback.set(1)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -105,19 +125,22 @@ class StatusEngine:
         return len(self._jobs)
 
     # -- queries -----------------------------------------------------------------------------------
-    def seed(self, job_id: str, queue: str, status: str = "SUBMITTED") -> None:
+    def seed(self, job_id: str, queue: str, status: str = "SUBMITTED", *, array_size: int | None = None) -> None:
         """A job this replica just submitted: its first GetTask needs no AWS call. The queue (name or ARN, as
-        submitted) labels it in the gauges until DescribeJobs tells more."""
+        submitted) labels it in the gauges until DescribeJobs tells more; an array's size lets its children's
+        events be counted before its own first event or describe."""
         job = self._track(job_id)
         if job.detail is None:
             job.detail = {"jobId": job_id, "status": status, "jobQueue": queue}
+            if array_size is not None:
+                job.detail["arrayProperties"] = {"size": array_size, "statusSummary": {}}
             job.fetched_at = self._clock()
             self._by_fetch[job_id] = job  # a candidate to fill partial DescribeJobs calls, like a described job
 
-    def seed_all(self, jobs: Iterable[tuple[str, str]]) -> None:
-        """(job id, queue) of each job just submitted."""
-        for job_id, queue in jobs:
-            self.seed(job_id, queue)
+    def seed_all(self, jobs: Iterable[tuple[str, str, int | None]]) -> None:
+        """(job id, queue, array size or None) of each job just submitted."""
+        for job_id, queue, array_size in jobs:
+            self.seed(job_id, queue, array_size=array_size)
 
     async def jobs(self, job_ids: Iterable[str], *, background: bool = True) -> list[TrackedJob]:
         """Fresh-enough state of each job; waits for one coalesced DescribeJobs when needed. When AWS
@@ -127,7 +150,7 @@ class StatusEngine:
         for job in wanted:
             job.requested_at = now
             job.background = job.background and background
-        stale = [j.job_id for j in wanted if not j.terminal and now - j.fetched_at > self._cfg.max_staleness]
+        stale = [j.job_id for j in wanted if not j.terminal and now - j.fetched_at > self._stale_after(j)]
         futures = [self._wait_for(i) for i in stale]
         if futures:
             # Answer within the RPC's budget: a slow or throttled AWS leaves the describe running in the
@@ -135,7 +158,9 @@ class StatusEngine:
             await asyncio.wait(futures, timeout=self._cfg.answer_timeout)
         now = self._clock()
         for job in wanted:
-            if job.detail is not None and not job.terminal:
+            if job.tally is not None and job.tally.dirty:
+                self._summarize(job)
+            if job.detail is not None and not job.terminal and not self._pushed(job):
                 self._served_age = max(self._served_age, now - job.fetched_at)
         return wanted
 
@@ -152,9 +177,11 @@ class StatusEngine:
             self._jobs.put(job_id, job)
         return job
 
-    def _enqueue(self, job_ids: Iterable[str]) -> int:
+    def _enqueue(self, job_ids: Iterable[str], reason: str) -> int:
         """Queue for describe the ids not already queued or in flight; returns how many were queued."""
         new = [i for i in job_ids if i not in self._pending]
+        for job_id in new:
+            self._reasons[job_id] = reason
         if new:
             self._pending.update(new)
             self._queued.extend(new)
@@ -166,7 +193,7 @@ class StatusEngine:
         return len(new)
 
     def _wait_for(self, job_id: str) -> asyncio.Future[None]:
-        self._enqueue((job_id,))
+        self._enqueue((job_id,), "lookup")
         fut = self._waiting.get(job_id)
         if fut is None:
             fut = self._waiting[job_id] = asyncio.get_running_loop().create_future()
@@ -199,6 +226,8 @@ class StatusEngine:
         for job in self._by_fetch.values():
             if len(extra) >= room or now - job.fetched_at < half:
                 break  # ordered by last describe: the rest are fresher
+            if self._pushed(job) and now - job.fetched_at < self._cfg.events.reconcile_interval * 0.5:
+                continue
             if job.background and not job.terminal and not job.refreshing and job.job_id not in taken:
                 job.refreshing = True
                 self._pending.add(job.job_id)
@@ -209,6 +238,8 @@ class StatusEngine:
         try:
             self.describe_calls += 1
             self._metrics.describe_batch_size.observe(len(ids))
+            reasons = {self._reasons.pop(i, "refresh") for i in ids}
+            self._metrics.status_describes.labels(next(r for r in _REASONS if r in reasons)).inc()
             try:
                 resp = await self._api.call("describe", "batch", "describe_jobs", jobs=ids)
                 error = None
@@ -223,7 +254,7 @@ class StatusEngine:
                     if error is not None:
                         job.error = error
                     elif job_id in found:
-                        self._update(job, found[job_id], now)
+                        self._offer(job, slim(found[job_id]), int(self._wall() * 1000), now, current=True)
                     else:
                         job.error = None
                         job.missing_since = job.missing_since or now
@@ -235,8 +266,22 @@ class StatusEngine:
             self._pending.difference_update(ids)
             self._inflight.release()
 
-    def _update(self, job: TrackedJob, detail: dict[str, Any], now: float) -> None:
-        fresh = slim(detail)
+    def _offer(self, job: TrackedJob, fresh: dict[str, Any], time_ms: int, now: float, *, current: bool) -> Order:
+        """A state of the job (slimmed), from an event or a describe (`current`: AWS's state right now), taken
+        when newer than the known one."""
+        v = job_events.version(fresh, time_ms)
+        order = job_events.compare(v, job.version)
+        if order == "newer":
+            job.version = v
+            self._update(job, fresh, now)
+        elif current:
+            # An event newer than this answer came first: the job is at least as current as the answer.
+            job.fetched_at = now
+            job.error = None
+            job.missing_since = None
+        return order
+
+    def _update(self, job: TrackedJob, fresh: dict[str, Any], now: float) -> None:
         if fresh != job.detail:
             # An unchanged job keeps its old objects: replacing thousands of details every cycle would
             # promote them all to the oldest generation and set off a full collection each cycle.
@@ -253,6 +298,107 @@ class StatusEngine:
         if reason != job.blocked_reason:
             job.blocked_reason = reason
             job.blocked_since = now if reason else None
+        if job.tally is not None:
+            job.tally.describe_seen(status_summary(job.detail))
+            self._summarize(job)
+
+    # -- events ------------------------------------------------------------------------------------------
+    def apply(self, events: Iterable[JobEvent]) -> None:
+        """Events from the event source, in the order read. Only tracked jobs (and tracked arrays' children)
+        are touched; the rest are counted and dropped."""
+        now, wall = self._clock(), self._wall()
+        m = self._metrics
+        for event in events:
+            order: Order | None = None
+            job = self._jobs.peek(event.job_id)
+            if job is not None:
+                order = self._offer(job, event.detail, event.version[2], now, current=False)
+            if event.parent_id is not None and event.index is not None:
+                parent = self._jobs.peek(event.parent_id)
+                if parent is not None and not parent.terminal:
+                    child_order = self._child_event(parent, event)
+                    order = child_order if order is None or order == "older" else order
+            if order is None:
+                m.events_untracked.inc()
+            elif order == "newer":
+                m.events_applied.labels(event.kind).inc()
+                m.event_lag.observe(max(0.0, wall - event.time))
+            elif order == "duplicate":
+                m.events_duplicate.inc()
+            else:
+                m.events_out_of_order.inc()
+
+    def _child_event(self, parent: TrackedJob, event: JobEvent) -> Order:
+        assert event.index is not None
+        if parent.tally is None:
+            parent.tally = ArrayTally()
+            parent.tally.describe_seen(status_summary(parent.detail))
+        order = parent.tally.apply(event.index, job_events.child_code(event.detail))
+        if order != "newer":
+            return order
+        status = event.status
+        if status == "FAILED" and len(parent.failed_children) < self._cfg.failed_child_details:
+            # What a failure summary needs (reason, exit code, log stream) came with the event: no lookup.
+            parent.failed_children[event.index] = event.detail
+            parent.failed_listed = len(parent.failed_children)
+        running = [c for c in parent.running_children if c.get("jobId") != event.job_id]
+        if status == "RUNNING" and len(running) < self._cfg.running_child_links:
+            running.append(event.detail)
+            parent.running_sampled_at = self._clock()
+        parent.running_children = running
+        return order
+
+    def _summarize(self, job: TrackedJob) -> None:
+        """An array parent's summary from its children's events and its last description (array_tally)."""
+        tally = job.tally
+        if tally is None or job.detail is None:
+            return
+        tally.dirty = False
+        props = job.detail.get("arrayProperties") or {}
+        size = props.get("size")
+        if job.terminal or not isinstance(size, int):
+            return  # a final parent's own summary is AWS's last word; without a size there is nothing to count
+        summary = tally.summary(size)
+        if summary != props.get("statusSummary"):
+            job.detail = {**job.detail, "arrayProperties": {**props, "statusSummary": summary}}
+
+    def set_events_live(self, live: bool) -> None:
+        """The event source's health: while live, events keep jobs current and DescribeJobs only reconciles."""
+        if live == self._events_live:
+            return
+        self._events_live = live
+        self._metrics.status_polling_fallback.set(0 if live else 1)
+        if not live:
+            log.warning("status events unhealthy: polling every tracked job again")
+            self.refresh_once()
+        else:
+            log.info("status events healthy: DescribeJobs only reconciles")
+
+    def reconcile_all(self, cause: str) -> int:
+        """Describe every tracked, unfinished job once: events may have been lost (`cause`)."""
+        self._metrics.event_source_gaps.labels(cause).inc()
+        due = [job_id for job_id, job in self._jobs.items() if job.background and not job.terminal]
+        log.info("status events: reconciling %d tracked jobs (%s)", len(due), cause)
+        return self._enqueue(due, "gap")
+
+    def _pushed(self, job: TrackedJob) -> bool:
+        """Whether events keep this job current (so no news is good news until reconcileInterval). Array
+        children looked up on demand are not: nothing reconciles them, and a lookup wants AWS's word."""
+        if not self._events_live or not job.background:
+            return False
+        if self._cfg.events.array_child_events:
+            return True
+        if job.version is None:
+            return False  # known only from its submission: it may be an array, whose progress events do not tell
+        props = (job.detail or {}).get("arrayProperties") or {}
+        return "size" not in props  # an array whose children's events the rule filters out is polled
+
+    def _stale_after(self, job: TrackedJob) -> float:
+        return self._cfg.events.reconcile_interval if self._pushed(job) else self._cfg.max_staleness
+
+    @property
+    def events_live(self) -> bool:
+        return self._events_live
 
     # -- background refresh --------------------------------------------------------------------------
     async def _refresher(self) -> None:
@@ -273,17 +419,25 @@ class StatusEngine:
         # Whatever would be older than maxStaleness at the next pass goes now (the pass can run a little
         # late): otherwise its GetTask would find it stale first and describe it alone.
         fetched_before = now - max(0.0, self._cfg.max_staleness - self._cfg.refresh_interval * 1.1)
+        # With live events a job is only described when it had no news for reconcileInterval.
+        reconcile_before = now - max(0.0, self._cfg.events.reconcile_interval - self._cfg.refresh_interval * 1.1)
         idle: list[str] = []
         due: list[str] = []
+        quiet: list[str] = []
         for job_id, job in self._jobs.items():
             if job.requested_at < idle_since:
                 idle.append(job_id)
-            elif job.background and job.fetched_at <= fetched_before and not job.terminal:
+            elif not job.background or job.terminal:
+                continue
+            elif self._pushed(job):
+                if job.fetched_at <= reconcile_before:
+                    quiet.append(job_id)
+            elif job.fetched_at <= fetched_before:
                 due.append(job_id)
         for job_id in idle:
             self._jobs.pop(job_id)
             self._by_fetch.pop(job_id, None)
-        return self._enqueue(due)
+        return self._enqueue(due, "refresh") + self._enqueue(quiet, "reconcile")
 
     def _publish_gauges(self) -> None:
         jobs: dict[tuple[str, str], int] = {}
@@ -292,6 +446,8 @@ class StatusEngine:
         for j in self._jobs.values():
             if not j.background or j.detail is None:
                 continue  # array children are counted through their parent's summary
+            if j.tally is not None and j.tally.dirty:
+                self._summarize(j)
             queue = str(j.detail.get("jobQueue", "")).rsplit("/", 1)[-1]
             summary = status_summary(j.detail)
             phase = _PHASE_NAMES.get(j.status, "unknown")
@@ -312,6 +468,7 @@ class StatusEngine:
         for reason, n in blocked.items():
             m.runnable_stuck.labels(reason).set(n)
         m.status_age.set(self._served_age)
+        m.status_polling_fallback.set(1 if self._cfg.events.enabled and not self._events_live else 0)
         self._served_age = 0.0
 
     # -- actions -------------------------------------------------------------------------------------
@@ -368,9 +525,13 @@ class StatusEngine:
             if not token:
                 break
         new_ids = [s["jobId"] for s in listed if _index(s) not in parent.failed_children][:want]
+        for job_id in new_ids:
+            known = self._jobs.peek(job_id)
+            if known is not None and known.status != "FAILED":
+                known.fetched_at = -math.inf  # known from before it failed (a running sample): describe it again
         details = await self.jobs(new_ids, background=False)
         for d in details:
-            if d.detail is not None:
+            if d.detail is not None and d.status == "FAILED":
                 parent.failed_children[_index(d.detail)] = d.detail
         # Children whose describe failed are looked up again next time.
         parent.failed_listed = len(parent.failed_children)
@@ -399,6 +560,8 @@ class StatusEngine:
         `resample_after` seconds. Only the very first sample is waited for (briefly): propeller publishes
         links with the first RUNNING answer, not with later answers in the same phase."""
         now = self._clock()
+        if self._pushed(parent) and parent.tally is not None and parent.running_children:
+            return parent.running_children[:k]  # kept current by the children's RUNNING events
         if k > 0 and (not parent.running_children or now - parent.running_sampled_at >= resample_after):
             first = parent.running_sampled_at == 0.0 and not parent.running_children
             parent.running_sampled_at = now

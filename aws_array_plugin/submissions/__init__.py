@@ -60,7 +60,7 @@ _CANCEL_ROUNDS = 5
 
 class Submissions:
     def __init__(self, api: AwsCalls, store: S3Store, config: Config, metrics: Metrics, definitions: JobDefinitions,
-                 on_submitted: Callable[[list[tuple[str, str]]], None] | None = None, *,
+                 on_submitted: Callable[[list[tuple[str, str, int | None]]], None] | None = None, *,
                  clock: Callable[[], float] = time.time, retry_pause: float = 1.0) -> None:
         """`on_submitted` is told about every job this replica submits (the status engine then knows it without a
         describe). `clock` is the wall clock claims expire by; `retry_pause` the workers' pause after a failure."""

@@ -48,7 +48,7 @@ class Workers:
     def __init__(self, backlog: Backlog, records: Records, api: AwsCalls, definitions: JobDefinitions,
                  metrics: Metrics, config: SubmissionConfig, submit_rate: float, replica: str, *,
                  clock: Callable[[], float], retry_pause: float,
-                 on_submitted: Callable[[list[tuple[str, str]]], None] | None) -> None:
+                 on_submitted: Callable[[list[tuple[str, str, int | None]]], None] | None) -> None:
         self._backlog = backlog
         self._records = records
         self._api = api
@@ -156,7 +156,8 @@ class Workers:
             pending.announced = True
             self._metrics.submissions.labels(pending.task_type, "submitted").inc()
             if self._on_submitted is not None:
-                self._on_submitted(list(zip(ids, [str(r["jobQueue"]) for r in requests], strict=True)))
+                self._on_submitted([(job_id, str(r["jobQueue"]), (r.get("arrayProperties") or {}).get("size"))
+                                    for job_id, r in zip(ids, requests, strict=True)])
         final = replace(pending.record, job_ids=list(ids), state=State.SUBMITTED)
         return await self._record_final(pending, final) or Submitted(ids)
 

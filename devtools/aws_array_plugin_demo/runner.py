@@ -125,7 +125,12 @@ async def _start_server(info: EmulatorInfo) -> tuple[RunningServer, asyncio.Task
     config = load_config({
         "defaultQueue": info.queue,
         "allowedRoles": [f"arn:aws:iam::{info.account_id}:role/*"],
-        "status": {"refreshInterval": "1s", "maxStaleness": "0.5s"},
+        "status": {"refreshInterval": "1s", "maxStaleness": "0.5s", "events": {
+            # Push-first status: the emulator publishes AWS Batch's state-change events through an EventBridge
+            # rule into a Kinesis stream, as deploy/aws/batch-events.cloudformation.yaml sets it up on AWS.
+            "enabled": True, "stream": info.event_stream, "deadLetterQueue": info.dead_letter_queue_url,
+            "heartbeatInterval": "1s", "heartbeatTimeout": "5s", "pollInterval": "0.2s", "reconcileInterval": "60s",
+        }},
         # The image's code: the Flyte 2 job (`a0`) imports the demo's task module from PYTHONPATH.
         "defaultEnv": {"PYTHONPATH": _pythonpath()},
     })
@@ -155,7 +160,7 @@ async def _demo(args: argparse.Namespace, view: View) -> int:
         "service's flyteidl2 connector face; that job runs flyte's real a0.",
         f"WARNING: {HOST_WARNING}; user {getpass.getuser()!r}.",
     ]))
-    emulator = Emulator(port=0, step=args.step, concurrency=8)
+    emulator = Emulator(port=0, step=args.step, concurrency=8, events=True)
     info = emulator.start()
     running: RunningServer | None = None
     server: asyncio.Task[None] | None = None
@@ -165,6 +170,7 @@ async def _demo(args: argparse.Namespace, view: View) -> int:
         running, server = await _start_server(info)
         view.note(f"plugin service 127.0.0.1:{running.port} (gRPC), metrics http://127.0.0.1:{running.metrics_port}"
                   "/metrics")
+        view.note(await _events_live(running, info))
         code = await _drive(args, view, info, running, t0)
         if args.keep_running and code != 130:
             _keep_running_notice(view, info, running)
@@ -234,6 +240,7 @@ async def _drive(args: argparse.Namespace, view: View, info: EmulatorInfo, runni
                 view.note(f"DeleteTask {flyte2.label} (Flyte 2): terminated after the {args.timeout:g}s timeout")
         checks = await _report(view, client, s3, attempts)
         checks.extend(await _report_flyte2(view, executor, s3, flyte2))
+        checks.append(_events_check(running))
     elapsed = time.monotonic() - t0
     if outcome == "timeout":
         checks.insert(0, Check(False, f"the tasks did not finish within {args.timeout:g}s (see --timeout, --step)"))
@@ -283,6 +290,29 @@ async def _poll(client: Any, executor: Any, attempts: list[Attempt | ActionAttem
             await asyncio.sleep(POLL_INTERVAL)
     finally:
         view.stop_progress()
+
+
+async def _events_live(running: RunningServer, info: EmulatorInfo) -> str:
+    """Waits (briefly) for the service's first heartbeat to come back through the event delivery."""
+    for _ in range(100):  # 10 s at most
+        if running.events.healthy:
+            break
+        await asyncio.sleep(0.1)
+    state = "live" if running.events.healthy else "not live yet (the service polls meanwhile)"
+    return f"status events {state}: Batch events -> EventBridge rule -> Kinesis stream {info.event_stream!r}"
+
+
+def _events_check(running: RunningServer) -> Check:
+    registry = running.core.metrics.registry
+
+    def value(name: str, **labels: str) -> int:
+        return int(registry.get_sample_value(f"aws_array_plugin_{name}", labels) or 0)
+
+    applied = value("events_applied_total", kind="job") + value("events_applied_total", kind="array_child")
+    describes = {r: value("status_describes_total", reason=r) for r in ("lookup", "refresh", "reconcile", "gap")}
+    text = (f"the phases came from AWS Batch's events: {applied} applied; DescribeJobs calls by reason "
+            f"{', '.join(f'{r} {n}' for r, n in describes.items())}")
+    return Check(applied > 0, text)
 
 
 def _s3_keys(s3: Any, prefix: str) -> list[str]:

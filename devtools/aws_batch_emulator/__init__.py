@@ -9,11 +9,13 @@ recorded, never pulled or used. The server listens on 127.0.0.1 only. Never poin
     with Emulator(step=0.1, concurrency=4) as emu:
         info = emu.info                      # endpoint, region, queue ("default"), bucket ("flyte-data")
 
+With `events=True`, job state changes are also published as EventBridge events to a Kinesis stream.
+
 Or as a process: `aws-array-plugin emulator --port 4566` / `python -m aws_batch_emulator`; it prints one
 JSON line with the endpoint. See docs/emulator.md.
 """
 
-from .faults import FaultRule
+from .faults import EventFaults, FaultRule
 from .server import Emulator, EmulatorInfo
 
-__all__ = ["Emulator", "EmulatorInfo", "FaultRule"]
+__all__ = ["Emulator", "EmulatorInfo", "EventFaults", "FaultRule"]

@@ -1,8 +1,9 @@
 """`aws-array-plugin emulator`: run the emulated AWS until SIGINT/SIGTERM; SIGHUP makes an API outage of
 `--hup-downtime` seconds (same as `POST /_emulator/restart`).
 
-Prints one JSON line on startup (endpoint, region, queue, bucket, ...) for scripts to read. Job commands run
-on the host as the current user; the server binds 127.0.0.1 only.
+Prints one JSON line on startup (endpoint, region, queue, bucket, ...; with `--events` the event stream, its
+dead-letter queue and rules) for scripts to read. Job commands run on the host as the current user; the server
+binds 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -61,7 +62,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--latency", action="append", default=[], type=_op_value(int), metavar="OP=MS",
         help="add MS milliseconds to every OP call; repeatable",
     )  # fmt: skip
-    parser.add_argument("--seed", type=int, default=None, help="seed for fault injection draws")
+    parser.add_argument("--seed", type=int, default=None, help="seed for fault injection draws (API and events)")
+    parser.add_argument(
+        "--events", action="store_true",
+        help="publish Batch job state change events through EventBridge rules to a Kinesis stream",
+    )  # fmt: skip
+    for name, what in (
+        ("duplicate", "delivered twice (the copy up to 2 s later)"),
+        ("reorder", "held back behind later events (up to --event-reorder-window s)"),
+        ("delay", "delivered --event-delay-seconds later"),
+        ("drop", "never delivered (with --event-dead-letter: sent to the target's dead-letter queue)"),
+    ):
+        parser.add_argument(
+            f"--event-{name}", type=float, default=0.0, metavar="SHARE", help=f"share of event deliveries {what}"
+        )
+    parser.add_argument("--event-reorder-window", type=float, default=3.0, metavar="S", help="default 3")
+    parser.add_argument("--event-delay-seconds", type=float, default=60.0, metavar="S", help="default 60")
+    parser.add_argument(
+        "--event-dead-letter", action="store_true", help="dropped events go to the target's dead-letter queue"
+    )
+    parser.add_argument(
+        "--event-fault-source", action="append", default=None, metavar="SOURCE",
+        help="event faults apply only to events of this source (e.g. aws.batch); repeatable (default: all)",
+    )  # fmt: skip
     parser.add_argument("--workdir", default=None, help="working directory of job processes (default: a temp dir)")
 
 
@@ -71,6 +94,20 @@ def fault_rules(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         for op, value in pairs:
             rules.setdefault(op, {})[field] = value
     return rules
+
+
+def event_faults(args: argparse.Namespace) -> dict[str, Any]:
+    """The event fault flags as `EventFaults` JSON."""
+    return {
+        "duplicate": args.event_duplicate,
+        "reorder": args.event_reorder,
+        "reorderWindow": args.event_reorder_window,
+        "delay": args.event_delay,
+        "delaySeconds": args.event_delay_seconds,
+        "drop": args.event_drop,
+        "deadLetter": args.event_dead_letter,
+        "sources": args.event_fault_source,
+    }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
             max_vcpus=args.max_vcpus,
             gpus=args.gpus,
             max_memory_mib=args.max_memory_mib,
+            events=args.events,
+            event_faults=event_faults(args),
         )
         info = emulator.start()
     except (OSError, ValueError) as exc:

@@ -10,6 +10,17 @@ DELETE /_emulator/faults        clear the rules
 GET    /_emulator/jobs          job and unit counts per status, process RSS
 POST   /_emulator/reset         forget all jobs (killing running attempts), counters and faults
 POST   /_emulator/restart       {"downtime": s}: answered 202, then an API outage of s seconds (see `restart`)
+
+Event delivery (404 unless the emulator runs with events):
+GET    /_emulator/events               {"enabled", "stats", "faults", "downSeconds"}
+GET    /_emulator/events/stats         published, matched, delivered, duplicated, ..., pending
+DELETE /_emulator/events/stats         reset them
+GET    /_emulator/events/faults        {"duplicate": 0.1, "reorder": 0, "reorderWindow": 3, ...}
+POST   /_emulator/events/faults        replace them: {"faults": {...}, "seed": 7} or just {...}
+DELETE /_emulator/events/faults        clear them
+POST   /_emulator/events/down          {"seconds": s}: an EventBridge outage of s seconds
+POST   /_emulator/events/up            end it now
+POST   /_emulator/events/wait          {"timeout": s}: {"idle": true} once everything published is delivered
 """
 
 from __future__ import annotations
@@ -19,7 +30,8 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .faults import CallStats, FaultInjector
+from .events import EventPublisher
+from .faults import CallStats, EventFaults, FaultInjector
 from .gateway import StartResponse, read_body, respond_json
 from .jobs import JobEngine
 
@@ -42,12 +54,14 @@ class Control:
         stats: CallStats,
         faults: FaultInjector,
         restart: Callable[[float], None] | None = None,
+        events: EventPublisher | None = None,
     ) -> None:
         self._info = info
         self._engine = engine
         self._stats = stats
         self._faults = faults
         self._restart = restart
+        self._events = events
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
@@ -86,12 +100,18 @@ class Control:
             if method == "DELETE":
                 self._faults.set({})
                 return 200, {}
+        if route == "/events" or route.startswith("/events/"):
+            return self._route_events(method, route[len("/events") :] or "/", environ)
         if route == "/jobs" and method == "GET":
             return 200, {**self._engine.summary(), "rssBytes": rss_bytes()}
         if route == "/reset" and method == "POST":
             self._engine.reset()
             self._stats.reset()
             self._faults.set({})
+            if self._events is not None:
+                self._events.set_faults(EventFaults())
+                self._events.reset_stats()
+                self._events.up()
             return 200, {}
         if route == "/restart" and method == "POST" and self._restart is not None:
             body = json.loads(read_body(environ) or b"{}")
@@ -105,3 +125,57 @@ class Control:
                 return 409, {"error": str(exc)}
             return 202, {"downtime": downtime}
         return 404, {"error": f"no route {method} /_emulator{route}"}
+
+    def _route_events(self, method: str, route: str, environ: dict[str, Any]) -> tuple[int, Any]:
+        events = self._events
+        if route == "/" and method == "GET" and events is None:
+            return 200, {"enabled": False}
+        if events is None:
+            return 404, {"error": "events are not enabled: Emulator(events=True), CLI --events"}
+        if route == "/" and method == "GET":
+            return 200, {
+                "enabled": True,
+                "stats": events.stats(),
+                "faults": events.faults().to_json(),
+                "downSeconds": events.down_for,
+            }
+        if route == "/stats":
+            if method == "GET":
+                return 200, events.stats()
+            if method == "DELETE":
+                events.reset_stats()
+                return 200, {}
+        if route == "/faults":
+            if method == "GET":
+                return 200, events.faults().to_json()
+            if method == "POST":
+                body = _object(environ)
+                raw = body["faults"] if "faults" in body else {k: v for k, v in body.items() if k != "seed"}
+                seed = body.get("seed")
+                events.set_faults(EventFaults.from_json(raw), seed=None if seed is None else int(seed))
+                return 200, events.faults().to_json()
+            if method == "DELETE":
+                events.set_faults(EventFaults())
+                return 200, {}
+        if route == "/down" and method == "POST":
+            seconds = _object(environ).get("seconds")
+            if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+                raise ValueError('body must be {"seconds": <0..86400>}')
+            events.down(float(seconds))
+            return 200, {"downSeconds": events.down_for}
+        if route == "/up" and method == "POST":
+            events.up()
+            return 200, {}
+        if route == "/wait" and method == "POST":
+            timeout = _object(environ).get("timeout", 10)
+            if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 <= timeout <= 600:
+                raise ValueError('body must be {"timeout": <seconds, 0..600>}')
+            return 200, {"idle": events.wait_idle(float(timeout))}
+        return 404, {"error": f"no route {method} /_emulator/events{route if route != '/' else ''}"}
+
+
+def _object(environ: dict[str, Any]) -> dict[str, Any]:
+    body = json.loads(read_body(environ) or b"{}")
+    if not isinstance(body, dict):
+        raise ValueError("body must be a JSON object")
+    return body

@@ -3,6 +3,7 @@
 A rule per operation name (or `*` for all others) answers a share of calls with throttling (`throttle`), a share
 with a server error (`error`), and delays every call by `latencyMs`. Errors are shaped per protocol so each SDK
 parses them as the real service's: Batch gets HTTP 429 `TooManyRequestsException` / 5xx `ServerException`.
+`EventFaults` are the faults of event delivery (see `events`).
 """
 
 from __future__ import annotations
@@ -107,6 +108,10 @@ def fault_response(service: str, fault: Fault) -> tuple[int, list[tuple[str, str
             f"<Message>{code}</Message></Error><RequestId>injected</RequestId></ErrorResponse>"
         )
         return status, [("Content-Type", "text/xml")], body.encode()
+    if service == "kinesis" and fault.kind == "throttle":  # what a Kinesis client retries and backs off on
+        code, message, status = "ProvisionedThroughputExceededException", "Rate exceeded for shard", 400
+        body_json = json.dumps({"__type": code, "message": message}).encode()
+        return status, [("Content-Type", "application/x-amz-json-1.1"), ("x-amzn-ErrorType", code)], body_json
     if service == "batch":
         code, message, status = (
             ("TooManyRequestsException", "Too Many Requests", 429)
@@ -121,6 +126,67 @@ def fault_response(service: str, fault: Fault) -> tuple[int, list[tuple[str, str
         )
     body_json = json.dumps({"__type": code, "message": message}).encode()
     return status, [("Content-Type", "application/json"), ("x-amzn-ErrorType", code)], body_json
+
+
+@dataclass(frozen=True, slots=True)
+class EventFaults:
+    """Shares of deliveries (event x target) that are dropped, duplicated, reordered or delayed: one draw per
+    delivery picks at most one. `sources`: only events from these sources are affected (None: all)."""
+
+    duplicate: float = 0.0
+    reorder: float = 0.0
+    reorder_window: float = 3.0  # s: a reordered delivery comes up to this much later
+    delay: float = 0.0
+    delay_seconds: float = 60.0
+    drop: float = 0.0
+    dead_letter: bool = False  # a dropped delivery goes to the target's DeadLetterConfig queue instead
+    sources: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        shares = (self.duplicate, self.reorder, self.delay, self.drop)
+        if not all(0 <= s <= 1 for s in shares) or sum(shares) > 1 + 1e-9:
+            raise ValueError("duplicate, reorder, delay and drop are shares in [0, 1] and may sum to at most 1")
+        if self.reorder_window < 0 or self.delay_seconds < 0:
+            raise ValueError("reorderWindow and delaySeconds must be >= 0")
+
+    @property
+    def active(self) -> bool:
+        return self.duplicate + self.reorder + self.delay + self.drop > 0
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> EventFaults:
+        known = {"duplicate", "reorder", "reorderWindow", "delay", "delaySeconds", "drop", "deadLetter", "sources"}
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"unknown event fault fields: {sorted(unknown)}")
+        sources = raw.get("sources")
+        if sources is not None and (isinstance(sources, str) or not all(isinstance(s, str) for s in sources)):
+            raise ValueError("sources must be a list of event sources")
+        dead_letter = raw.get("deadLetter", False)
+        if not isinstance(dead_letter, bool):
+            raise ValueError("deadLetter must be true or false")
+        return cls(
+            duplicate=float(raw.get("duplicate", 0.0)),
+            reorder=float(raw.get("reorder", 0.0)),
+            reorder_window=float(raw.get("reorderWindow", 3.0)),
+            delay=float(raw.get("delay", 0.0)),
+            delay_seconds=float(raw.get("delaySeconds", 60.0)),
+            drop=float(raw.get("drop", 0.0)),
+            dead_letter=dead_letter,
+            sources=None if sources is None else tuple(sources),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "duplicate": self.duplicate,
+            "reorder": self.reorder,
+            "reorderWindow": self.reorder_window,
+            "delay": self.delay,
+            "delaySeconds": self.delay_seconds,
+            "drop": self.drop,
+            "deadLetter": self.dead_letter,
+            "sources": None if self.sources is None else list(self.sources),
+        }
 
 
 class CallStats:

@@ -1,6 +1,9 @@
 """The WSGI app in front of moto: counts and faults every AWS call, answers Batch job calls from the job
 engine, serves the `/_emulator/*` control API, and hands everything else to moto unchanged.
 
+EventBridge calls reach moto with the emulator's event publisher in context (`moto_events.receiving`), so
+PutEvents to Kinesis targets is delivered through it, with its faults.
+
 S3 object writes go to moto one at a time: moto checks `If-Match` / `If-None-Match` and then writes, so two
 concurrent conditional writes could both pass the check; S3 makes them atomic (one wins, the other gets 412).
 """
@@ -18,7 +21,7 @@ from urllib.parse import unquote
 
 from werkzeug.wsgi import get_input_stream
 
-from . import batch_api, calls
+from . import batch_api, calls, moto_events
 from .faults import CallStats, FaultInjector, fault_response
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -56,6 +59,7 @@ class Gateway:
         stats: CallStats,
         faults: FaultInjector,
         default_region: str,
+        events: moto_events.CustomEvents | None = None,
     ) -> None:
         self._moto = moto_app
         self._jobs = jobs_api
@@ -63,6 +67,7 @@ class Gateway:
         self._stats = stats
         self._faults = faults
         self._region = default_region
+        self._events = events
         self._s3_writes = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -89,4 +94,7 @@ class Gateway:
         if call.service == "s3" and call.operation in S3_WRITES:
             with self._s3_writes:
                 return list(self._moto(environ, start_response))
+        if call.service == "events" and self._events is not None:
+            with moto_events.receiving(self._events):
+                return list(self._moto(environ, start_response))  # moto delivers while answering
         return self._moto(environ, start_response)

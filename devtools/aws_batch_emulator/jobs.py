@@ -9,6 +9,9 @@ public methods; all state is guarded by one lock. Flow of a unit (a single job o
 
 An array parent is SUBMITTED, then PENDING while its children are queued or running, then SUCCEEDED when
 all children succeeded or FAILED once all are terminal and any failed (never RUNNABLE/STARTING/RUNNING).
+
+With an event publisher (`publish`), every later status change of a unit or parent is handed to it as a
+snapshot (`events`), after the change is complete, so the event's detail is what DescribeJobs shows then.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
 
-from . import listing, runtime, views
+from . import events, listing, runtime, views
 from .capacity import Capacity
 from .errors import BatchClientError
 from .model import (
@@ -98,6 +101,7 @@ class JobEngine:
         endpoint: Endpoint,
         workdir: str,
         capacity: Capacity | None = None,
+        publish: Callable[[events.Change], None] | None = None,
     ) -> None:
         if step < 0 or concurrency < 1:
             raise ValueError("step must be >= 0 and concurrency >= 1")
@@ -107,6 +111,7 @@ class JobEngine:
         self._logs = logs
         self._endpoint = endpoint
         self._workdir = workdir
+        self._publish = publish  # the event publisher's queue (None: no events, and no cost)
         self._lock = threading.RLock()
         self._jobs: dict[str, Job] = {}
         self._by_queue: dict[tuple[str, str, str], list[Job]] = {}
@@ -338,6 +343,15 @@ class JobEngine:
         else:
             job.status = status
 
+    def _emit(self, job: Job, index: int) -> None:
+        """A unit (or, index -1, a single job or parent) has just changed status: publish its event."""
+        if self._publish is not None:
+            self._publish(events.unit_change(job, index))
+
+    def _emit_children(self, job: ArrayJob, before: bytearray, moved: bytes, status: int) -> None:
+        if self._publish is not None and job.child_status != before:
+            self._publish(events.children_change(job, before, moved, status))
+
     # ---- transitions (loop thread, under the lock) -----------------------------------------------------
 
     def _after_submitted(self, job: Job) -> None:
@@ -349,9 +363,14 @@ class JobEngine:
         elif state == PENDING:
             job.status = PENDING
             if isinstance(job, ArrayJob):
-                job.child_status = bytearray(job.child_status.translate(_TO_PENDING))
+                before = job.child_status
+                job.child_status = bytearray(before.translate(_TO_PENDING))
                 job.counts[PENDING] += job.counts[SUBMITTED]
                 job.counts[SUBMITTED] = 0
+                self._emit(job, -1)
+                self._emit_children(job, before, events.TO_PENDING, PENDING)
+            else:
+                self._emit(job, -1)
             self._waiting.add(job.job_id)
             for dep in job.spec.depends_on:
                 unit = self._resolve(dep["jobId"], job.spec.account, job.spec.region)
@@ -392,11 +411,16 @@ class JobEngine:
         with AWS's reason (a single job's own statusReason; an array's children show it, never the parent)."""
         due = self._ev.time() + self.step
         if isinstance(job, ArrayJob):
+            was = job.status
             job.status = PENDING  # parents never show RUNNABLE
-            job.child_status = bytearray(job.child_status.translate(_TO_RUNNABLE))
+            before = job.child_status
+            job.child_status = bytearray(before.translate(_TO_RUNNABLE))
             job.counts[RUNNABLE] += job.counts[SUBMITTED] + job.counts[PENDING]
             job.counts[SUBMITTED] = job.counts[PENDING] = 0
             job.summary_updated_at = now_ms()
+            if was != PENDING:
+                self._emit(job, -1)
+            self._emit_children(job, before, events.TO_RUNNABLE, RUNNABLE)
             if job.unfit is None:
                 self._runnable.append(_Queued(job, None, due))
         else:
@@ -405,6 +429,7 @@ class JobEngine:
                 job.status_reason = job.unfit
             else:
                 self._runnable.append(_Queued(job, -1, due))
+            self._emit(job, -1)
         self._kick()
 
     def _dispatch(self) -> None:
@@ -441,6 +466,7 @@ class JobEngine:
         assert run is not None
         run.epoch += 1
         self._set_status(job, index, STARTING)
+        self._emit(job, index)
         self._active[(job.job_id, index)] = _Active(proc=None, running_since=0.0)
         self._later(self.step, self._to_running, job, index, run.epoch)
 
@@ -464,6 +490,7 @@ class JobEngine:
                 job.started_at = now
         else:
             job.started_at = now
+        self._emit(job, index)
         writer = self._logs.open_stream(spec.account, spec.log_region, spec.log_group, log_stream(spec, attempt))
         unit_id = child_id(job.job_id, index) if index >= 0 else job.job_id
         batch_vars = {
@@ -539,6 +566,7 @@ class JobEngine:
             self._finish(job, index, SUCCEEDED, REASON_EXITED)
         elif self._should_retry(job, run, attempt):
             self._set_status(job, index, RUNNABLE)
+            self._emit(job, index)
             self._runnable.append(_Queued(job, index, self._ev.time() + self.step))
             self._kick()
         else:
@@ -583,6 +611,7 @@ class JobEngine:
                 run.cancelled |= cancelled
                 run.terminated |= terminated
             job.set_child(index, status, now)
+            self._emit(job, index)
             if self._waiters:
                 self._notify(child_id(job.job_id, index))
             if job.all_terminal():
@@ -591,6 +620,7 @@ class JobEngine:
         job.status, job.status_reason, job.stopped_at = status, reason, now
         job.cancelled |= cancelled
         job.terminated |= terminated
+        self._emit(job, -1)
         self._notify(job.job_id)
 
     def _settle_parent(self, job: ArrayJob, now: int) -> None:
@@ -600,6 +630,7 @@ class JobEngine:
         job.status = FAILED if failed else SUCCEEDED
         job.status_reason = job.stop_reason
         job.stopped_at = now
+        self._emit(job, -1)
         self._waiting.discard(job.job_id)
         self._notify(job.job_id)
 

@@ -126,6 +126,28 @@ class EmulatorProcess:
     def clear_faults(self) -> None:
         self.control("DELETE", "/faults")
 
+    # -- event delivery (flag --events) ------------------------------------------------------------
+    def event_stats(self) -> dict[str, int]:
+        return {k: int(v) for k, v in self.control("GET", "/events/stats").items()}
+
+    def set_event_faults(self, faults: dict[str, Any], seed: int | None = None) -> None:
+        """e.g. `{"duplicate": 0.1, "reorder": 0.1, "drop": 0.05, "deadLetter": True}` (see EventFaults)."""
+        self.control("POST", "/events/faults", {"faults": faults, **({} if seed is None else {"seed": seed})})
+
+    def clear_event_faults(self) -> None:
+        self.control("DELETE", "/events/faults")
+
+    def events_down(self, seconds: float) -> None:
+        """An EventBridge outage of `seconds`: events are buffered, then delivered in order of arrival."""
+        self.control("POST", "/events/down", {"seconds": seconds})
+
+    def events_up(self) -> None:
+        self.control("POST", "/events/up")
+
+    def wait_events_idle(self, timeout: float = 10) -> bool:
+        """True once every event published so far is delivered (or dropped); False after `timeout` s."""
+        return bool(self.control("POST", "/events/wait", {"timeout": timeout}, timeout=timeout + 10)["idle"])
+
     def restart(self, downtime: float) -> None:
         """An API outage of `downtime` s (returns once the endpoint is down)."""
         self.control("POST", "/restart", {"downtime": downtime})

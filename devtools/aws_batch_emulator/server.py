@@ -5,6 +5,9 @@ plus the job engine's scheduler thread. Usable in-process (tests, the demo) or v
         batch = boto3.client("batch", **emu.info.client_kwargs())
 
 Job commands run ON THE HOST as the current user (see the package docstring).
+
+With `events=True` it also publishes AWS Batch `Batch Job State Change` events through EventBridge rules to a
+pre-provisioned Kinesis stream, with fault injection on their delivery (`events`, `moto_events`).
 """
 
 from __future__ import annotations
@@ -14,15 +17,17 @@ import logging
 import shutil
 import tempfile
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .capacity import DEFAULT_MAX_VCPUS, Capacity
-from .faults import CallStats, FaultInjector, FaultRule, FaultSpec
+from .faults import CallStats, EventFaults, FaultInjector, FaultRule, FaultSpec
 from .runtime import EMULATOR_KEY
 
 if TYPE_CHECKING:
+    from .events import EventPublisher
     from .listener import Listener
 
 HOST = "127.0.0.1"  # loopback only, never 0.0.0.0: jobs run arbitrary commands on this host
@@ -44,8 +49,25 @@ class EmulatorInfo:
     bucket: str
     role_arn: str
     log_group: str
+    # Event delivery (`events=True` only): Batch events and heartbeats reach this stream through these rules.
+    event_stream: str | None = None
+    event_stream_arn: str | None = None
+    dead_letter_queue_url: str | None = None
+    dead_letter_queue_arn: str | None = None
+    event_rule: str | None = None
+    event_rule_arn: str | None = None
+    heartbeat_rule: str | None = None
 
     def to_json(self) -> dict[str, Any]:
+        events = {
+            "eventStream": self.event_stream,
+            "eventStreamArn": self.event_stream_arn,
+            "deadLetterQueueUrl": self.dead_letter_queue_url,
+            "deadLetterQueueArn": self.dead_letter_queue_arn,
+            "eventRule": self.event_rule,
+            "eventRuleArn": self.event_rule_arn,
+            "heartbeatRule": self.heartbeat_rule,
+        }
         return {
             "endpoint": self.endpoint,
             "port": self.port,
@@ -57,6 +79,7 @@ class EmulatorInfo:
             "bucket": self.bucket,
             "roleArn": self.role_arn,
             "logGroup": self.log_group,
+            **({} if self.event_stream is None else events),
         }
 
     def client_kwargs(self) -> dict[str, str]:
@@ -102,6 +125,8 @@ class Emulator:
         max_vcpus: float = DEFAULT_MAX_VCPUS,
         gpus: int = 0,
         max_memory_mib: int | None = None,
+        events: bool = False,
+        event_faults: EventFaults | Mapping[str, Any] | None = None,
     ) -> None:
         self._port = port
         self._region = region
@@ -115,9 +140,15 @@ class Emulator:
         self._faults = FaultInjector(seed)
         self._faults.set(faults or {})  # validates early: a bad rule fails here, not half-way through start()
         self._capacity = Capacity(max_vcpus=max_vcpus, gpus=gpus, max_memory_mib=max_memory_mib)
+        self._events_enabled = events
+        self._seed = seed
+        self._event_faults = _event_faults(event_faults)  # validated early, like `faults`
+        if self._event_faults.active and not events:
+            raise ValueError("event faults need events=True (CLI: --events)")
         self._info: EmulatorInfo | None = None
         self._listener: Listener | None = None
         self._engine: Any = None
+        self._events: EventPublisher | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------------------
 
@@ -128,15 +159,21 @@ class Emulator:
         # Heavy imports only now: moto takes ~1 s to import.
         from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
 
+        from . import moto_events
         from .batch_api import BatchJobsApi
         from .control import Control
+        from .events import EventPublisher, deliver_direct
         from .gateway import Gateway
         from .jobs import JobEngine
         from .listener import Listener
         from .moto_dispatch import MotoDispatcher
         from .moto_store import MotoLogSink
-        from .provisioning import LOG_GROUP, provision
+        from .provisioning import LOG_GROUP, provision, provision_events
         from .runtime import Endpoint
+
+        # Kinesis targets for moto's own PutEvents, and fast shards: harmless for everything else.
+        moto_events.install(deliver_direct)
+        publisher = EventPublisher(faults=self._event_faults, seed=self._seed) if self._events_enabled else None
 
         # Bind first (port 0 picks a free one); the app is set once the endpoint is known.
         listener = Listener(HOST, self._port, lambda e, s: [], MotoRequestHandler)
@@ -152,6 +189,7 @@ class Emulator:
             endpoint=Endpoint(url=endpoint, region=self._region),
             workdir=self._workdir,
             capacity=self._capacity,
+            publish=None if publisher is None else publisher.publish,
         )
         control = Control(
             info=lambda: self.info.to_json(),
@@ -159,6 +197,7 @@ class Emulator:
             stats=self._stats,
             faults=self._faults,
             restart=lambda downtime: self.restart(downtime, wait=False),
+            events=publisher,
         )
         listener.app = Gateway(
             moto_app=MotoDispatcher(create_backend_app),
@@ -167,10 +206,16 @@ class Emulator:
             stats=self._stats,
             faults=self._faults,
             default_region=self._region,
+            events=publisher,
         )
-        self._listener, self._engine = listener, engine
+        self._listener, self._engine, self._events = listener, engine, publisher
         try:
             made = provision(self._region, queue=self._queue, bucket=self._bucket)
+            delivery = (
+                provision_events(self._region, account=made.account_id, queue_arn=made.queue_arn, endpoint=endpoint)
+                if publisher is not None
+                else None
+            )
         except BaseException:
             self.stop()
             raise
@@ -185,7 +230,10 @@ class Emulator:
             bucket=made.bucket,
             role_arn=made.role_arn,
             log_group=LOG_GROUP,
+            **({} if delivery is None else delivery.info_fields()),
         )
+        if publisher is not None:
+            publisher.start()
         engine.start()
         listener.start()
         return self._info
@@ -195,10 +243,12 @@ class Emulator:
             self._listener.stop()
         if self._engine is not None:
             self._engine.stop()
+        if self._events is not None:
+            self._events.stop()
         if self._own_workdir and self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
-        self._listener = self._engine = self._info = None
+        self._listener = self._engine = self._info = self._events = None
 
     def __enter__(self) -> Emulator:
         self.start()
@@ -248,6 +298,49 @@ class Emulator:
         summary: dict[str, Any] = self._engine.summary()
         return summary
 
+    # ---- events (events=True) --------------------------------------------------------------------------
+
+    @property
+    def _publisher(self) -> EventPublisher:
+        if self._info is None:
+            raise RuntimeError("emulator is not started")
+        if self._events is None:
+            raise RuntimeError("events are not enabled: Emulator(events=True), CLI --events")
+        return self._events
+
+    def set_event_faults(self, faults: EventFaults | Mapping[str, Any], seed: int | None = None) -> None:
+        """Replace the faults of event delivery, e.g. `EventFaults(duplicate=0.1)` or `{"drop": 0.2,
+        "deadLetter": True}`; `seed` reseeds their draws."""
+        self._publisher.set_faults(_event_faults(faults), seed=seed)
+
+    def event_faults(self) -> EventFaults:
+        return self._publisher.faults()
+
+    def clear_event_faults(self) -> None:
+        self._publisher.set_faults(EventFaults())
+
+    def events_down(self, seconds: float) -> None:
+        """An EventBridge outage: no event is delivered for `seconds`; they are delivered, in order of arrival,
+        when it ends (or at `events_up()`)."""
+        self._publisher.down(seconds)
+
+    def events_up(self) -> None:
+        self._publisher.up()
+
+    def event_stats(self) -> dict[str, int]:
+        """Event counters since start or the last reset: published, matched (event x target deliveries due),
+        delivered (copies written), duplicated, reordered, delayed, dropped, deadLettered, failed; and pending
+        (deliveries held back right now)."""
+        return self._publisher.stats()
+
+    def reset_event_stats(self) -> None:
+        self._publisher.reset_stats()
+
+    def wait_events_idle(self, timeout: float | None = 10.0) -> bool:
+        """Wait until every event published so far is delivered, dropped or failed (none held back or buffered
+        by an outage); False on timeout."""
+        return self._publisher.wait_idle(timeout)
+
     # ---- outages ---------------------------------------------------------------------------------------
 
     def restart(self, downtime: float, *, wait: bool = True) -> None:
@@ -274,6 +367,12 @@ class Emulator:
         """Forget all jobs, killing running attempts (queues, definitions and S3 data stay)."""
         if self._engine is not None:
             self._engine.reset()
+
+
+def _event_faults(faults: EventFaults | Mapping[str, Any] | None) -> EventFaults:
+    if faults is None:
+        return EventFaults()
+    return faults if isinstance(faults, EventFaults) else EventFaults.from_json(faults)
 
 
 def run_forever(emulator: Emulator, stop: threading.Event) -> None:

@@ -6,6 +6,7 @@ from its parent's per-index status and its `Run` (if it was ever dispatched), on
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from .model import (
@@ -79,7 +80,7 @@ def status_summary(job: ArrayJob) -> dict[str, int]:
     return dict(zip(STATUS_NAMES, job.counts, strict=True))
 
 
-def _common(job: Job, job_id: str, status: int) -> dict[str, Any]:
+def _common(job: Job, job_id: str, status: int, tags: Mapping[str, str] | None = None) -> dict[str, Any]:
     spec = job.spec
     detail: dict[str, Any] = {
         "jobArn": f"arn:aws:batch:{spec.region}:{spec.account}:job/{job_id}",
@@ -91,7 +92,7 @@ def _common(job: Job, job_id: str, status: int) -> dict[str, Any]:
         "jobDefinition": spec.jd_arn,
         "parameters": dict(spec.parameters),
         "dependsOn": [dict(d) for d in spec.depends_on],
-        "tags": dict(job.tags),
+        "tags": dict(job.tags if tags is None else tags),
         "propagateTags": spec.propagate_tags,
         "platformCapabilities": list(spec.platform_capabilities),
     }
@@ -128,7 +129,8 @@ def _finished_attempts(spec: JobSpec, run: Run | None) -> list[dict[str, Any]]:
     return [_attempt_detail(spec, a) for a in run.attempts if a.stopped_at is not None]
 
 
-def _child_record(job: ArrayJob, index: int) -> tuple[Run | None, _Record | None]:
+def child_record(job: ArrayJob, index: int) -> tuple[Run | None, Run | None]:
+    """A child's (run, outcome record): the record is its run, or one made up from the parent's fields."""
     run = job.runs.get(index)
     if run is not None:
         return run, run
@@ -140,17 +142,24 @@ def _child_record(job: ArrayJob, index: int) -> tuple[Run | None, _Record | None
     return None, None
 
 
+def child_detail(
+    job: ArrayJob, index: int, status: int, run: Run | None, record: _Record | None, tags: Mapping[str, str]
+) -> dict[str, Any]:
+    """DescribeJobs entry of an array child from its parts (so the event publisher can render a snapshot)."""
+    detail = _common(job, child_id(job.job_id, index), status, tags)
+    detail["attempts"] = _finished_attempts(job.spec, run)
+    detail["container"] = _container(job.spec, run)
+    detail["arrayProperties"] = {"index": index}
+    detail["dependsOn"] = []
+    _outcome(detail, record)
+    return detail
+
+
 def job_detail(job: Job, index: int | None = None) -> dict[str, Any]:
     """DescribeJobs entry for a single job, an array parent (`index` None) or an array child."""
     if isinstance(job, ArrayJob) and index is not None:
-        run, record = _child_record(job, index)
-        detail = _common(job, child_id(job.job_id, index), job.child_status[index])
-        detail["attempts"] = _finished_attempts(job.spec, run)
-        detail["container"] = _container(job.spec, run)
-        detail["arrayProperties"] = {"index": index}
-        detail["dependsOn"] = []
-        _outcome(detail, record)
-        return detail
+        run, record = child_record(job, index)
+        return child_detail(job, index, job.child_status[index], run, record, job.tags)
     detail = _common(job, job.job_id, job.status)
     _outcome(detail, job)
     if isinstance(job, ArrayJob):
@@ -173,7 +182,7 @@ def job_summary(job: Job, index: int | None = None) -> dict[str, Any]:
     spec = job.spec
     record: _Record | None
     if isinstance(job, ArrayJob) and index is not None:
-        run, record = _child_record(job, index)
+        run, record = child_record(job, index)
         job_id, status = child_id(job.job_id, index), job.child_status[index]
         array: dict[str, Any] | None = {"index": index}
     else:

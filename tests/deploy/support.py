@@ -49,8 +49,19 @@ ALL_FEATURES: dict[str, Any] = {
         "allowedRoles": ["arn:aws:iam::123456789012:role/flyte-*"],
         "queueRouting": [{"match": {"project": "ml-*", "gpu": True}, "queue": "gpu", "shareIdentifier": "ml"}],
         "defaultTimeout": "24h",
-        "rateLimits": {"submit": {"rate": 20, "burst": 20}},
-        "status": {"refreshInterval": "15s"},
+        "rateLimits": {"submit": {"rate": 20, "burst": 20}, "events": {"rate": 5, "burst": 10}},
+        "status": {
+            "refreshInterval": "15s",
+            # Push-first status, as deploy/aws/batch-events.cloudformation.yaml's outputs fill it in.
+            "events": {
+                "enabled": True,
+                "stream": "arn:aws:kinesis:eu-west-1:123456789012:stream/aws-array-plugin-batch-events",
+                "deadLetterQueue": "https://sqs.eu-west-1.amazonaws.com/123456789012/aws-array-plugin-batch-events-dlq",
+                "heartbeatTimeout": "90s",
+                "reconcileInterval": "30m",
+                "arrayChildEvents": False,
+            },
+        },
         "server": {"gracePeriod": 45, "maxReceiveMessageBytes": 67108864},
     },
 }

@@ -227,6 +227,7 @@ def test_rendered_config_passes_config_check(
     assert effective["defaultTimeout"] == 86400.0
     assert effective["status"]["refreshInterval"] == 15.0
     assert effective["rateLimits"]["submit"] == {"rate": 20.0, "burst": 20}
+    assert effective["rateLimits"]["events"] == {"rate": 5.0, "burst": 10}
     assert effective["queueRouting"][0]["match"]["project"] == "ml-*"
     assert effective["server"] == {
         "gracePeriod": 45.0,
@@ -236,6 +237,85 @@ def test_rendered_config_passes_config_check(
         "tlsKeyFile": "/etc/aws-array-plugin-tls/tls.key",
         "tlsClientCaFile": "/etc/aws-array-plugin-tls/ca.crt",
     }
+
+
+# --- status events (config.status.events) -------------------------------------------------------------
+
+EVENTS = ALL_FEATURES["config"]["status"]["events"]
+
+
+def test_events_are_off_by_default(default_render: Rendered, tmp_path: Path) -> None:
+    assert _values_yaml()["config"]["status"]["events"]["enabled"] is False
+    events = _config_from(default_render)["status"]["events"]
+    assert events["enabled"] is False
+    assert load_config(_config_from(default_render)).status.events.enabled is False
+    assert "Status events are on" not in default_render.notes
+    assert "GetRecords" not in default_render.notes
+
+
+def test_events_config_renders_into_the_service_config(full_render: Rendered, tmp_path: Path) -> None:
+    """Every key given under config.status.events reaches the service's file unchanged, values.yaml's own
+    defaults fill the rest, and the service reads them as meant (durations in seconds)."""
+    rendered = _config_from(full_render)["status"]["events"]
+    assert rendered == {"pollInterval": _values_yaml()["config"]["status"]["events"]["pollInterval"], **EVENTS}
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(full_render.get("ConfigMap", FULLNAME)["data"]["config.yaml"])
+    result = run_cli("config", "check", str(config_file))
+    assert result.returncode == 0, result.stderr
+    effective = yaml.safe_load(result.stdout)["status"]["events"]
+    assert effective["enabled"] is True
+    assert effective["stream"] == EVENTS["stream"]
+    assert effective["deadLetterQueue"] == EVENTS["deadLetterQueue"]
+    assert effective["arrayChildEvents"] is False
+    assert (effective["heartbeatTimeout"], effective["reconcileInterval"], effective["pollInterval"]) == (90.0, 1800.0, 1.0)
+    # Keys left out take the service's defaults.
+    defaults = Config().status.events
+    assert effective["eventBus"] == defaults.event_bus == "default"
+    assert effective["heartbeatInterval"] == defaults.heartbeat_interval == 15.0
+    # The release notes say the events are on and where the AWS side comes from.
+    assert "Status events are on" in full_render.notes
+    assert EVENTS["stream"] in full_render.notes
+    assert "deploy/aws/batch-events.cloudformation.yaml" in full_render.notes
+    assert "deadLetterQueue is empty" not in full_render.notes
+
+
+def test_events_without_a_stream_fail_the_render() -> None:
+    with pytest.raises(helm_python.HelmError, match=r"config\.status\.events\.stream is required"):
+        render({"config": {"status": {"events": {"enabled": True}}}})
+    with pytest.raises(helm_python.HelmError, match=r"config\.status\.events\.stream is required"):
+        render({"config": {"status": {"events": {"enabled": True, "stream": ""}}}})
+
+
+def test_events_without_a_dead_letter_queue_warn() -> None:
+    notes = render({"config": {"status": {"events": {"enabled": True, "stream": "s"}}}}).notes
+    assert "Status events are on" in notes
+    assert "WARNING: config.status.events.deadLetterQueue is empty" in notes
+
+
+@pytest.mark.parametrize(("values", "reads"), [
+    ({"replicaCount": 2}, None),
+    ({"replicaCount": 5}, None),  # 5 GetRecords per second per shard: Kinesis' limit, not over it
+    ({"replicaCount": 6}, "6.0"),
+    ({"replicaCount": 6, "pollInterval": "1500ms"}, None),
+    ({"replicaCount": 3, "pollInterval": "500ms"}, "6.0"),
+    ({"replicaCount": 20, "pollInterval": "0.05m"}, "6.7"),
+    ({"replicaCount": 2, "autoscaling": {"enabled": True, "maxReplicas": 10}, "pollInterval": 2}, None),
+    ({"replicaCount": 2, "autoscaling": {"enabled": True, "maxReplicas": 12}, "pollInterval": "2s"}, "6.0"),
+])
+def test_notes_warn_when_the_replicas_overrun_the_shard_read_limit(values: dict[str, Any], reads: str | None) -> None:
+    events = {"enabled": True, "stream": "s", "deadLetterQueue": "https://sqs.example/q"}
+    if "pollInterval" in values:
+        events["pollInterval"] = values["pollInterval"]
+    chart_values: dict[str, Any] = {k: v for k, v in values.items() if k != "pollInterval"}
+    chart_values["config"] = {"status": {"events": events}}
+    notes = render(chart_values).notes
+    if reads is None:
+        assert "GetRecords" not in notes
+    else:
+        assert f"make {reads} GetRecords calls" in notes
+        assert "Kinesis serves 5 per shard" in notes
+    # Without events, nothing is read and nothing is said, whatever the replicas.
+    assert "GetRecords" not in render({k: v for k, v in chart_values.items() if k != "config"}).notes
 
 
 def test_tls_mounts_the_secret_and_probes_the_plaintext_health_port(full_render: Rendered) -> None:
@@ -266,6 +346,14 @@ def test_tls_needs_a_secret_name() -> None:
     ({"config": {"status": {"refreshInterval": "soon"}}}, "refreshInterval"),
     ({"ports": {"grpc": "8000", "metrics": 9090}}, "grpc"),
     ({"prometheusOperator": {"serviceMonitor": {"intervall": "30s"}}}, "intervall"),
+    ({"config": {"status": {"events": {"strem": "s"}}}}, "strem"),
+    ({"config": {"status": {"events": {"enabled": "yes"}}}}, "enabled"),
+    ({"config": {"status": {"events": {"pollInterval": "fast"}}}}, "pollInterval"),
+    ({"config": {"status": {"events": {"stream": "arn:aws:sqs:eu-west-1:123456789012:q"}}}}, "stream"),
+    # The service reads the dead-letter queue's depth by its URL, not its ARN.
+    ({"config": {"status": {"events": {"deadLetterQueue": "arn:aws:sqs:eu-west-1:123456789012:q"}}}},
+     "deadLetterQueue"),
+    ({"config": {"rateLimits": {"events": {"rate": 10}}}}, "burst"),
 ])
 def test_values_schema_rejects_unknown_or_mistyped_values(values: dict[str, Any], message: str) -> None:
     with pytest.raises(helm_python.HelmValuesError, match=message):

@@ -16,7 +16,7 @@ PACKAGE = REPO / "aws_array_plugin"  # the emulator and the demo are in devtools
 POLICY = REPO / "deploy" / "iam" / "policy.json"
 
 # IAM prefix of each boto service name the service uses.
-IAM_PREFIX = {"batch": "batch", "s3": "s3", "logs": "logs"}
+IAM_PREFIX = {"batch": "batch", "s3": "s3", "logs": "logs", "kinesis": "kinesis", "events": "events", "sqs": "sqs"}
 # Operations whose IAM action is not the operation's own name.
 SPECIAL_ACTIONS = {
     ("s3", "head_object"): "s3:GetObject",
@@ -27,6 +27,23 @@ KNOWN_ACTIONS = {
     "batch:SubmitJob", "batch:DescribeJobs", "batch:ListJobs", "batch:TerminateJob", "batch:CancelJob",
     "batch:RegisterJobDefinition", "batch:DescribeJobDefinitions", "batch:TagResource",
     "s3:GetObject", "s3:PutObject", "logs:GetLogEvents", "iam:PassRole",
+    # The event source (config status.events): reading the stream, heartbeats, the dead-letter queue's depth.
+    "kinesis:ListShards", "kinesis:GetShardIterator", "kinesis:GetRecords", "kinesis:DescribeStreamSummary",
+    "events:PutEvents", "sqs:GetQueueAttributes",
+}
+EVENT_SOURCE_STATEMENTS = {
+    "ReadEventStream": (
+        ["kinesis:ListShards", "kinesis:GetShardIterator", "kinesis:GetRecords", "kinesis:DescribeStreamSummary"],
+        "arn:${AWS_PARTITION}:kinesis:${AWS_REGION}:${AWS_ACCOUNT_ID}:stream/${EVENT_STREAM_NAME}",
+    ),
+    "SendHeartbeats": (
+        ["events:PutEvents"],
+        "arn:${AWS_PARTITION}:events:${AWS_REGION}:${AWS_ACCOUNT_ID}:event-bus/${EVENT_BUS_NAME}",
+    ),
+    "ReadDeadLetterQueue": (
+        ["sqs:GetQueueAttributes"],
+        "arn:${AWS_PARTITION}:sqs:${AWS_REGION}:${AWS_ACCOUNT_ID}:${DEAD_LETTER_QUEUE_NAME}",
+    ),
 }
 
 
@@ -91,6 +108,64 @@ def test_the_operation_name_mapping() -> None:
     assert iam_action("batch", "describe_job_definitions") == "batch:DescribeJobDefinitions"
     assert iam_action("logs", "get_log_events") == "logs:GetLogEvents"
     assert iam_action("s3", "head_object") == "s3:GetObject"
+    assert iam_action("kinesis", "get_shard_iterator") == "kinesis:GetShardIterator"
+    assert iam_action("sqs", "get_queue_attributes") == "sqs:GetQueueAttributes"
+
+
+def _statements() -> dict[str, dict[str, Any]]:
+    return {s["Sid"]: s for s in json.loads(POLICY.read_text())["Statement"]}
+
+
+def test_the_event_source_statements_are_scoped_to_its_own_resources() -> None:
+    """Each AWS resource of the event source has its own statement, naming only that resource and only the
+    read (or, for heartbeats, put) actions the replicas need."""
+    statements = _statements()
+    for sid, (actions, resource) in EVENT_SOURCE_STATEMENTS.items():
+        statement = statements[sid]
+        listed = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert sorted(listed) == sorted(actions), sid
+        assert statement["Resource"] == resource, sid
+    # No other statement grants them (a wider resource elsewhere would undo the scoping).
+    owner = {action: sid for sid, (actions, _) in EVENT_SOURCE_STATEMENTS.items() for action in actions}
+    for action, found in policy_actions().items():
+        if action in owner:
+            assert [s["Sid"] for s in found] == [owner[action]], action
+    # The replicas only read the stream and the queue: EventBridge's own role writes to them
+    # (deploy/aws/batch-events.cloudformation.yaml), and nothing may change the rules.
+    allowed = set(policy_actions())
+    assert not allowed & {"kinesis:PutRecord", "kinesis:PutRecords", "sqs:SendMessage", "sqs:ReceiveMessage",
+                          "sqs:DeleteMessage", "sqs:PurgeQueue", "events:PutRule", "events:PutTargets"}
+
+
+def test_heartbeats_may_only_carry_the_service_source() -> None:
+    """events:source is a multivalued key of PutEvents (one value per entry): every entry must be the service's
+    heartbeat source, and a request without one is not let through by the empty set."""
+    from aws_array_plugin.job_events import HEARTBEAT_SOURCE
+
+    statement = _statements()["SendHeartbeats"]
+    assert statement["Condition"] == {
+        "ForAllValues:StringEquals": {"events:source": [HEARTBEAT_SOURCE]},
+        "Null": {"events:source": "false"},
+    }
+    # The heartbeat rule forwards exactly that source to the stream.
+    from tests.deploy.test_cloudformation import resource
+
+    assert resource("HeartbeatsRule", "AWS::Events::Rule")["EventPattern"]["source"] == [HEARTBEAT_SOURCE]
+
+
+def test_the_event_source_resources_are_the_cloudformation_ones() -> None:
+    """With the template's defaults filled in, the placeholders name what the template creates."""
+    from tests.deploy.test_cloudformation import resource, template
+
+    names = {
+        "EVENT_STREAM_NAME": template()["Parameters"]["StreamName"]["Default"],
+        "EVENT_BUS_NAME": resource("BatchEventsRule", "AWS::Events::Rule")["EventBusName"],
+        "DEAD_LETTER_QUEUE_NAME": resource("DeadLetterQueue", "AWS::SQS::Queue")["QueueName"],
+    }
+    assert resource("HeartbeatsRule", "AWS::Events::Rule")["EventBusName"] == names["EVENT_BUS_NAME"]
+    doc = (REPO / "docs" / "iam.md").read_text()
+    for placeholder, value in names.items():
+        assert f"{placeholder}={value}" in doc, f"docs/iam.md's example does not fill {placeholder} with {value}"
 
 
 def test_pass_role_only_to_ecs_tasks_and_only_named_roles() -> None:

@@ -91,12 +91,32 @@ def test_the_alerts_operators_need_exist() -> None:
         "AwsArrayPluginStaleStatuses",  # stale statuses
         "AwsArrayPluginJobsStuckRunnable",  # jobs stuck RUNNABLE
         "AwsArrayPluginRpcErrors",
+        "AwsArrayPluginEventsStopped",  # status events on, but the event source is unhealthy
+        "AwsArrayPluginEventsDeadLettered",  # EventBridge gave up on events
     }
     for name, rule in rules.items():
         assert rule["labels"]["severity"] in {"warning", "critical"}, name
         assert rule["annotations"]["summary"] and rule["annotations"]["description"], name
         assert re.fullmatch(r"\d+m", rule["for"]), name
         assert "sum by (namespace, job" in rule["expr"] or "max by (namespace, job" in rule["expr"], name
+
+
+def test_the_events_stopped_alert_needs_events_on_and_jobs_in_flight() -> None:
+    """event_source_healthy is 0 on a replica with events off as well: only the polling fallback (1 only while
+    the *enabled* source is unhealthy) tells them apart. The phases are the status engine's in-flight ones."""
+    from aws_array_plugin.status_engine import _PHASE_NAMES
+
+    rule = next(r for r in alert_rules() if r["alert"] == "AwsArrayPluginEventsStopped")
+    expr = rule["expr"]
+    assert "aws_array_plugin_event_source_healthy == 0" in expr
+    assert "aws_array_plugin_status_polling_fallback == 1" in expr
+    phases = re.search(r'aws_array_plugin_tracked_jobs\{phase=~"([a-z|]+)"\}', expr)
+    assert phases, expr
+    assert set(phases.group(1).split("|")) == {"queued", "initializing", "running"}
+    assert set(phases.group(1).split("|")) <= set(_PHASE_NAMES.values())
+    assert rule["for"] == "5m"
+    dead = next(r for r in alert_rules() if r["alert"] == "AwsArrayPluginEventsDeadLettered")
+    assert 'aws_array_plugin_event_source_gaps_total{cause="dead_letter"}' in dead["expr"]
 
 
 # --- dashboard ---------------------------------------------------------------------------------------
@@ -155,6 +175,45 @@ def test_dashboard_has_the_panels_operators_need() -> None:
     assert [t["legendFormat"] for t in get_task["targets"]] == ["p50", "p99"]
     assert "histogram_quantile(0.5," in get_task["targets"][0]["expr"]
     assert "histogram_quantile(0.99," in get_task["targets"][1]["expr"]
+
+
+EVENTS_PANELS = {
+    # title: (metrics the panel shows, legends)
+    "Events received and applied by kind": (
+        {"events_received_total", "events_applied_total"}, ["received {{kind}}", "applied {{kind}}"]),
+    "Duplicate, out-of-order and untracked events": (
+        {"events_duplicate_total", "events_out_of_order_total", "events_untracked_total"},
+        ["duplicate", "out of order", "untracked"]),
+    "Event lag": ({"event_lag_seconds_bucket"}, ["p50", "p99"]),
+    "DescribeJobs by reason": ({"status_describes_total"}, ["{{reason}}"]),
+    "Event source healthy and polling fallback": (
+        {"event_source_healthy", "status_polling_fallback"}, ["healthy {{pod}}", "polling fallback {{pod}}"]),
+    "Stream behind and heartbeat age": (
+        {"event_stream_behind_seconds", "event_heartbeat_age_seconds"}, ["behind {{pod}}", "heartbeat age {{pod}}"]),
+    "Event source gaps by cause": ({"event_source_gaps_total"}, ["{{cause}}"]),
+}
+
+
+def test_dashboard_has_an_events_row_with_every_event_metric() -> None:
+    panels = dashboard()["panels"]
+    rows = [p for p in panels if p["type"] == "row"]
+    (row,) = [r for r in rows if r["title"] == "Events"]
+    after = [r["gridPos"]["y"] for r in rows if r["gridPos"]["y"] > row["gridPos"]["y"]]
+    end = min(after, default=10**6)
+    in_row = {p["title"]: p for p in panels if p["type"] != "row" and row["gridPos"]["y"] < p["gridPos"]["y"] < end}
+    assert set(in_row) == set(EVENTS_PANELS)
+    for title, (metrics, legends) in EVENTS_PANELS.items():
+        targets = in_row[title]["targets"]
+        shown = set().union(*(metric_names(t["expr"]) for t in targets))
+        assert shown == {f"{PREFIX}_{m}" for m in metrics}, title
+        assert [t["legendFormat"] for t in targets] == legends, title
+    lag = in_row["Event lag"]["targets"]
+    assert lag[0]["expr"].startswith("histogram_quantile(0.5,") and lag[1]["expr"].startswith("histogram_quantile(0.99,")
+    # Every metric of the event source is on the dashboard.
+    event_metrics = {f.name for f in Metrics().registry.collect()
+                     if f.name.startswith((f"{PREFIX}_event", f"{PREFIX}_status_describes", f"{PREFIX}_status_polling"))}
+    on_dashboard = {re.sub(r"_(total|bucket)$", "", m) for _, (ms, _) in EVENTS_PANELS.items() for m in ms}
+    assert event_metrics == {f"{PREFIX}_{m}" for m in on_dashboard}
 
 
 def test_dashboard_is_well_formed() -> None:

@@ -86,7 +86,7 @@ def test_the_devtools_wheel_holds_the_emulator_and_the_demo_only(
                 if line.startswith("Requires-Dist: ")]  # fmt: skip
     assert {r.split(">")[0].split("<")[0].split("~")[0].split("=")[0] for r in requires} == {
         "aws-array-plugin", "moto[server]", "boto3", "flytekit", "flytekitplugins-awsbatch", "rich", "flyte",
-        "aws-array-plugin-flyte"}
+        "aws-array-plugin-flyte", "msgspec"}
     assert not any("==" in r for r in requires)  # compatible ranges, not pins
 
 

@@ -27,6 +27,22 @@ SCRAPE = "1s"
 NO_DATA_EXPECTED = {
     ("Jobs stuck RUNNABLE by reason", "{{reason}}"),  # needs a queue whose compute environments cannot place a job
 }
+# The run has status.events off: the event source's labelled series (per event kind, per gap cause) may not
+# exist at all, while its unlabelled ones show 0. Their panels may be empty, and need not be.
+EVENTS_OFF_MAY_BE_EMPTY = {
+    ("Events received and applied by kind", "received {{kind}}"),
+    ("Events received and applied by kind", "applied {{kind}}"),
+    ("Duplicate, out-of-order and untracked events", "duplicate"),
+    ("Duplicate, out-of-order and untracked events", "out of order"),
+    ("Duplicate, out-of-order and untracked events", "untracked"),
+    ("Event lag", "p50"),
+    ("Event lag", "p99"),
+    ("Event source healthy and polling fallback", "healthy {{pod}}"),
+    ("Event source healthy and polling fallback", "polling fallback {{pod}}"),
+    ("Stream behind and heartbeat age", "behind {{pod}}"),
+    ("Stream behind and heartbeat age", "heartbeat age {{pod}}"),
+    ("Event source gaps by cause", "{{cause}}"),
+}
 # Metrics declared in aws_array_plugin/metrics.py that the server does not set yet. Their panels are expected
 # to be empty, and the test fails as soon as one of them has data: then remove it from here.
 NOT_YET_EXPORTED: set[str] = set()
@@ -160,14 +176,17 @@ def test_prometheus_scrapes_a_running_plugin_and_the_dashboard_shows_data(
                 queries[(panel["title"], target.get("legendFormat", ""))] = expr
         expected_empty = NO_DATA_EXPECTED | {key for key, expr in queries.items()
                                              if any(metric in expr for metric in NOT_YET_EXPORTED)}
+        assert set(queries) >= EVENTS_OFF_MAY_BE_EMPTY, "a panel of the Events row was renamed: update this test"
         # Rates need two scrapes of a series inside their window: poll until the picture is complete.
         deadline = time.monotonic() + 20
         while True:
             empty = {key for key, expr in queries.items() if not _query(prometheus, expr)}
-            if empty == expected_empty or time.monotonic() > deadline:
+            if expected_empty <= empty <= expected_empty | EVENTS_OFF_MAY_BE_EMPTY or time.monotonic() > deadline:
                 break
             time.sleep(1)
-        assert sorted(empty) == sorted(expected_empty), f"queries without data: {sorted(empty)}"
+        assert sorted(empty - EVENTS_OFF_MAY_BE_EMPTY) == sorted(expected_empty - EVENTS_OFF_MAY_BE_EMPTY), \
+            f"queries without data: {sorted(empty)}"
+        assert expected_empty <= empty, f"queries with data that should have none: {sorted(expected_empty - empty)}"
         for metric in NOT_YET_EXPORTED:
             assert _query(prometheus, f"count({metric})") == [], f"{metric} is exported now: update NOT_YET_EXPORTED"
 
@@ -184,7 +203,7 @@ def test_prometheus_scrapes_a_running_plugin_and_the_dashboard_shows_data(
         # Every alert rule evaluates on the real series without error.
         groups = prometheus.get("/api/v1/rules")[1]["data"]["groups"]
         rules = [r for g in groups for r in g["rules"]]
-        assert len(rules) == 5
+        assert len(rules) == 7
         assert {r["name"]: r["health"] for r in rules} == {r["name"]: "ok" for r in rules}
     finally:
         if prometheus is not None:

@@ -71,6 +71,10 @@ server's shutdown budget and the pod's terminationGracePeriodSeconds. */}}
 {{/* The service config file: .Values.config plus the keys the chart owns. */}}
 {{- define "aws-array-plugin.configYaml" -}}
 {{- $config := deepCopy (default (dict) .Values.config) }}
+{{- $events := include "aws-array-plugin.events" . | fromYaml }}
+{{- if and $events.enabled (not (trim (toString (default "" $events.stream)))) }}
+{{- fail "config.status.events.stream is required when config.status.events.enabled is true: the Kinesis stream's name or ARN (the StreamArn output of deploy/aws/batch-events.cloudformation.yaml)" }}
+{{- end }}
 {{- $server := deepCopy (default (dict) $config.server) }}
 {{- $_ := set $server "gracePeriod" (include "aws-array-plugin.gracePeriod" . | int) }}
 {{- if .Values.tls.enabled }}
@@ -107,4 +111,34 @@ not load-balanced). `aws-array-plugin propeller-config --flyte2` rejects k8s:// 
 {{- else }}
 {{- printf "%s.%s:%d" $fullname .Release.Namespace (int .Values.ports.grpc) }}
 {{- end }}
+{{- end }}
+
+{{/* config.status.events (an empty map when unset). */}}
+{{- define "aws-array-plugin.events" -}}
+{{- toYaml (dig "status" "events" (dict) (default (dict) .Values.config)) }}
+{{- end }}
+
+{{/* Seconds of a service-config duration: a number, or a string such as "500ms", "1s", "2m", "1h", "1d". */}}
+{{- define "aws-array-plugin.seconds" -}}
+{{- $value := trim (toString .) }}
+{{- $number := regexFind "^[0-9]+(\\.[0-9]+)?" $value }}
+{{- $unit := trim (trimPrefix $number $value) }}
+{{- $n := float64 (default "0" $number) }}
+{{- if eq $unit "ms" }}{{ divf $n 1000 }}
+{{- else if eq $unit "m" }}{{ mulf $n 60 }}
+{{- else if eq $unit "h" }}{{ mulf $n 3600 }}
+{{- else if eq $unit "d" }}{{ mulf $n 86400 }}
+{{- else }}{{ $n }}
+{{- end }}
+{{- end }}
+
+{{/*
+GetRecords calls per second per shard of all replicas together (replicas / status.events.pollInterval);
+Kinesis serves 5 per shard, shared by every reader. With autoscaling, the most replicas it may run.
+*/}}
+{{- define "aws-array-plugin.eventReadsPerShard" -}}
+{{- $events := include "aws-array-plugin.events" . | fromYaml }}
+{{- $replicas := ternary .Values.autoscaling.maxReplicas .Values.replicaCount (.Values.autoscaling.enabled | default false) | float64 }}
+{{- $poll := include "aws-array-plugin.seconds" (default "1s" $events.pollInterval) | float64 }}
+{{- if gt $poll 0.0 }}{{ divf $replicas $poll }}{{ else }}0{{ end }}
 {{- end }}
