@@ -61,6 +61,7 @@ class EventSource:
         self._readers: dict[str, asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._behind: dict[str, float] = {}
+        self._last_sequence: dict[str, str] = {}  # per shard: where a reader resumes
         self._heartbeats_sent = 0
         self._newest_heartbeat: float | None = None  # sentAt of the newest own heartbeat seen back
         self._heartbeat_seen_at: float | None = None
@@ -101,11 +102,17 @@ class EventSource:
             try:
                 for shard_id in await self._list_shards():
                     reader = self._readers.get(shard_id)
+                    if reader is not None and reader.done() and not reader.cancelled() and reader.exception():
+                        # A reader that died of a bug resumes after its last record; what it missed is described.
+                        log.error("event stream reader of shard %s failed", shard_id, exc_info=reader.exception())
+                        self._engine.reconcile_all("read_failed")
+                        reader = None
                     if reader is None:
                         # Shards there at start are read from just before it; later ones (a reshard) whole.
                         position = ({"ShardIteratorType": "AT_TIMESTAMP",
                                      "Timestamp": datetime.fromtimestamp(self._started_wall - _START_MARGIN, UTC)}
-                                    if first else {"ShardIteratorType": "TRIM_HORIZON"})
+                                    if first or shard_id in self._last_sequence else
+                                    {"ShardIteratorType": "TRIM_HORIZON"})
                         self._readers[shard_id] = asyncio.create_task(self._read(shard_id, position),
                                                                       name=f"event-shard-{shard_id}")
                 first = False
@@ -132,12 +139,11 @@ class EventSource:
     async def _read(self, shard_id: str, position: dict[str, Any]) -> None:
         """Read one shard until it closes (after a reshard), forever otherwise."""
         iterator: str | None = None
-        last_sequence: str | None = None
         while True:
             started = self._clock()
             try:
                 if iterator is None:
-                    iterator = await self._resume(shard_id, position, last_sequence)
+                    iterator = await self._resume(shard_id, position, self._last_sequence.get(shard_id))
                 resp = await self._api.call("events", "kinesis", "get_records", ShardIterator=iterator,
                                             Limit=_RECORDS_PER_READ)
             except AwsRequestError as exc:
@@ -153,7 +159,7 @@ class EventSource:
             self._read_failing_since = None
             records = resp.get("Records", [])
             if records:
-                last_sequence = str(records[-1]["SequenceNumber"])
+                self._last_sequence[shard_id] = str(records[-1]["SequenceNumber"])
                 try:
                     await self._handle(records)
                 except Exception:  # a reader must outlive any record; the engine reconciles what it missed
