@@ -313,6 +313,8 @@ class StatusEngine:
             job = self._jobs.peek(event.job_id)
             if job is not None:
                 order = self._offer(job, event.detail, event.version[2], now, current=False)
+                if order == "newer" and job.background and _lacks_final_details(job.detail):
+                    self._enqueue((job.job_id,), "reconcile")  # what a failure summary or a log link reads
             if event.parent_id is not None and event.index is not None:
                 parent = self._jobs.peek(event.parent_id)
                 if parent is not None and not parent.terminal:
@@ -578,6 +580,16 @@ class StatusEngine:
         parent.running_children = [d.detail for d in details if d.detail is not None]
         if not parent.running_children:
             parent.running_sampled_at = -1e9  # none seen running yet: look again next time, without waiting
+
+
+def _lacks_final_details(detail: dict[str, Any] | None) -> bool:
+    """A single job's final state without what its answer reads (exit code, log stream, attempts): AWS's event
+    documentation promises a detail that only "resembles" DescribeJobs', so an event that lacks them is
+    completed by one describe."""
+    if not detail or str(detail.get("status")) not in TERMINAL_STATUSES or detail.get("arrayProperties"):
+        return False
+    container = detail.get("container") or {}
+    return not detail.get("attempts") and "exitCode" not in container and "logStreamName" not in container
 
 
 def _index(detail: dict[str, Any]) -> int:

@@ -521,3 +521,22 @@ async def test_without_child_events_a_just_submitted_array_is_polled(arrays_poll
         w.engine.refresh_once()
         await w.settle()
     assert w.described(array) >= 2
+
+
+@pytest.mark.parametrize(("fields", "described"), [
+    ({"container": {}}, True),  # a final state with nothing a failure summary or a link reads
+    ({"container": {"exitCode": 3}}, False),
+    ({"container": {"logStreamName": "task/default/1"}}, False),
+    ({}, False),  # one attempt with its exit code and log stream (event()'s default below)
+], ids=["bare", "exit-code", "log-stream", "attempts"])
+async def test_a_final_event_without_its_details_is_completed_by_one_describe(
+        world: World, fields: dict[str, Any], described: bool) -> None:
+    job_id = world.aws.add_job("task", QUEUE, status="RUNNING")
+    await world.track(job_id)
+    before = world.described(job_id)
+    world.engine.set_events_live(True)
+    world.aws.update_job(job_id, status="FAILED")
+    world.apply(event(job_id, "FAILED", T0 + 5, attempts=0 if fields else 1, **fields))
+    await world.settle()
+    assert world.job(job_id).status == "FAILED"
+    assert world.described(job_id) - before == (1 if described else 0)

@@ -1,6 +1,6 @@
 """Throughput of the emulator's event publishing, engine transition to Kinesis record (not a pytest module).
 
-    .venv/bin/python -m tests.emulator.events_throughput [--arrays 20] [--size 5000] [--read]
+    .venv/bin/python benchmarks/emulator_events.py [--arrays 20] [--size 5000] [--read]
 
 Submits `arrays` arrays of `size` children that can never be placed (so no process runs and the engine is not
 the bottleneck): each child publishes RUNNABLE at once, then FAILED when its parent is cancelled, and each
