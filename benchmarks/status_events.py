@@ -257,8 +257,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             health = {g.name: [r.events_healthy() for r in g.replicas] for g in groups}
     finally:
         emu.stop()
-    return {"args": vars(args), "latency": latency, "steady": steady, "event_source_healthy_at_end": health,
-            "logs": str(log_dir)}
+    print(f"logs in {log_dir}", flush=True)
+    return {"args": {k: v for k, v in vars(args).items() if k != "out"}, "latency": latency, "steady": steady,
+            "event_source_healthy_at_end": health}
 
 
 def markdown(r: dict[str, Any]) -> str:

@@ -214,8 +214,8 @@ async def test_jobs_just_submitted_count_under_their_queue(eng: Engine) -> None:
     """Before any DescribeJobs, a job this replica submitted is in the tracked-jobs gauge under the queue it went
     to (name or ARN), never under an empty label, which Prometheus shows as a series without `queue`."""
     queue = f"q-{uuid.uuid4().hex[:6]}"
-    eng.engine.seed_all([(f"seeded-{uuid.uuid4()}", f"arn:aws:batch:us-east-1:123456789012:job-queue/{queue}"),
-                         (f"seeded-{uuid.uuid4()}", queue)])
+    eng.engine.seed_all([(f"seeded-{uuid.uuid4()}", f"arn:aws:batch:us-east-1:123456789012:job-queue/{queue}", None),
+                         (f"seeded-{uuid.uuid4()}", queue, None)])
     eng.engine._publish_gauges()  # what the refresher does after each pass
     samples = {s.labels["queue"]: s.value for m in eng.metrics.registry.collect() if m.name.endswith("tracked_jobs")
                for s in m.samples}
@@ -224,7 +224,7 @@ async def test_jobs_just_submitted_count_under_their_queue(eng: Engine) -> None:
 
 async def test_jobs_just_submitted_fill_a_partial_call(eng: Engine, stuck_jobs: list[str]) -> None:
     seeded, asked = stuck_jobs[200:350], stuck_jobs[350:360]
-    eng.engine.seed_all((job_id, "default") for job_id in seeded)
+    eng.engine.seed_all((job_id, "default", None) for job_id in seeded)
     eng.clock.now += INTERVAL * 0.6
     await eng.engine.jobs(asked)
     calls = eng.take_calls()
