@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 import grpc  # noqa: E402
 from flyteidl.admin import agent_pb2  # noqa: E402
 from flyteidl.service import agent_pb2_grpc  # noqa: E402
+from harness import write_results  # noqa: E402
 
 from aws_array_plugin.config import load_config  # noqa: E402
 from aws_array_plugin.server import RunningServer, serve  # noqa: E402
@@ -175,12 +176,7 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=32, help="emulated compute environment slots")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "describe_calls"))
     args = p.parse_args()
-    result = asyncio.run(run(args))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(result) + "\n")
-    print(markdown(result))
+    write_results(asyncio.run(run(args)), Path(args.out), markdown)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
-"""Process plumbing for `benchmarks/load.py`: the emulated AWS (aws_batch_emulator.process) and the plugin
+"""Plumbing for the benchmarks: the emulated AWS (aws_batch_emulator.process) and the plugin
 server as separate processes (each pinned to its own cores), their CPU time and peak RSS from /proc,
-percentiles and the Go plugin's DescribeJobs scheme."""
+percentiles, the Go plugin's DescribeJobs scheme and the results files."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -256,6 +256,15 @@ class ServerProcess:
 
 def make_log_dir(scenario: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"aws-array-plugin-bench-{scenario}-"))
+
+
+def write_results(result: dict[str, Any], out: Path, markdown: Callable[[dict[str, Any]], str]) -> None:
+    """`out`.json (the figures) and `out`.md (their table), which is also printed."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    table = markdown(result)
+    out.with_suffix(".md").write_text(table + "\n")
+    print(table)
 
 
 _SAMPLE = re.compile(r'^(\w+?)(?:_bucket|_sum|_count)\{(.*)\} (\S+)$')

@@ -33,6 +33,23 @@ class MotoServer:
                             aws_access_key_id="testing", aws_secret_access_key="testing")
 
 
+@contextlib.contextmanager
+def aws_environment(env: dict[str, str]) -> Iterator[None]:
+    """The process's AWS environment is `env` meanwhile (no profile, no other region), then what it was."""
+    saved = {k: os.environ.get(k) for k in [*env, "AWS_PROFILE", "AWS_REGION"]}
+    os.environ.update(env)
+    os.environ.pop("AWS_PROFILE", None)
+    os.environ.pop("AWS_REGION", None)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 @pytest.fixture(scope="session")
 def moto() -> Iterator[MotoServer]:
     """moto in server mode (batch_simple: jobs succeed at once), provisioned like a small account."""
@@ -49,24 +66,16 @@ def moto() -> Iterator[MotoServer]:
     requests.post(f"{endpoint}/moto-api/config", json={"batch": {"use_docker": False}}, timeout=10)
     env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
            "AWS_DEFAULT_REGION": REGION}
-    saved = {k: os.environ.get(k) for k in [*env, "AWS_PROFILE", "AWS_REGION"]}
-    os.environ.update(env)
-    os.environ.pop("AWS_PROFILE", None)
-    os.environ.pop("AWS_REGION", None)
     a = MotoServer(endpoint)
-    iam, batch = a.client("iam"), a.client("batch")
-    role = iam.create_role(RoleName="batch-service", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    batch.create_compute_environment(computeEnvironmentName="flyte-ce", type="UNMANAGED", serviceRole=role)
-    batch.create_job_queue(jobQueueName=QUEUE, state="ENABLED", priority=1,
-                           computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "flyte-ce"}])
-    a.client("s3").create_bucket(Bucket=BUCKET)
-    yield a
+    with aws_environment(env):
+        iam, batch = a.client("iam"), a.client("batch")
+        role = iam.create_role(RoleName="batch-service", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        batch.create_compute_environment(computeEnvironmentName="flyte-ce", type="UNMANAGED", serviceRole=role)
+        batch.create_job_queue(jobQueueName=QUEUE, state="ENABLED", priority=1,
+                               computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "flyte-ce"}])
+        a.client("s3").create_bucket(Bucket=BUCKET)
+        yield a
     server.stop()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
 
 
 @dataclass

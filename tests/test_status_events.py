@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -36,7 +35,7 @@ from flyteidl.core import execution_pb2
 
 from aws_array_plugin.resource_meta import decode
 from aws_array_plugin_demo.propeller import TERMINAL, shell
-from tests.conftest import Plugin, plugin_server
+from tests.conftest import Plugin, aws_environment, plugin_server
 from tests.support import get, int_outputs, s3, wait_until
 from tests.templates import create_request, literal_map, task_template
 
@@ -446,20 +445,11 @@ def events_emulator() -> Iterator[Any]:
 
     emulator = Emulator(port=0, step=0.2, concurrency=16, events=True)
     info = emulator.start()
-    env = info.client_env()
-    saved = {k: os.environ.get(k) for k in [*env, "AWS_PROFILE", "AWS_REGION"]}
-    os.environ.update(env)
-    os.environ.pop("AWS_PROFILE", None)
-    os.environ.pop("AWS_REGION", None)
     try:
-        yield emulator
+        with aws_environment(info.client_env()):
+            yield emulator
     finally:
         emulator.stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @pytest.fixture

@@ -37,7 +37,7 @@ from flyteidl.admin import agent_pb2
 from flyteidl.core import errors_pb2, execution_pb2, literals_pb2
 from google.protobuf import json_format
 
-from tests.conftest import BUCKET, QUEUE, REGION, MotoServer, Plugin
+from tests.conftest import BUCKET, QUEUE, REGION, MotoServer, Plugin, aws_environment
 from tests.conftest import plugin_server as suite_plugin_server
 from tests.templates import literal_map
 
@@ -112,18 +112,8 @@ def moto(_moto_endpoint: str) -> Iterator[MotoServer]:
     """An empty emulated account for each test module; the AWS environment points at it meanwhile."""
     env = {"AWS_ENDPOINT_URL": _moto_endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
            "AWS_DEFAULT_REGION": REGION}
-    saved = {k: os.environ.get(k) for k in [*env, "AWS_PROFILE", "AWS_REGION"]}
-    os.environ.update(env)
-    os.environ.pop("AWS_PROFILE", None)
-    os.environ.pop("AWS_REGION", None)
-    try:
+    with aws_environment(env):
         yield _empty_account(_moto_endpoint)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @pytest.fixture
